@@ -1,0 +1,164 @@
+"""Command line: ``accelerl train | eval | plot``.
+
+Train flags are generated from ``TrainConfig`` so the help, the config file and the code never
+disagree. Every user error ends as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from accelerl.config import PRESETS, TrainConfig, build_config
+from accelerl.errors import AccelerlError, CheckpointError
+
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
+RESUME_OVERRIDES = ("total_steps", "device")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"accelerl: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = f.metadata["help"] + f" (default: {default})"
+        if f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            p.add_argument(flag, type=_TYPES[f.type], default=None, choices=f.metadata.get("choices"),
+                           metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text)
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="Continue an interrupted run from its last checkpoint (its saved config is used; "
+                        "only --total-steps and --device may change).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="accelerl", description="Train transformer policies online with the Accelerator method.")
+    from accelerl import __version__
+
+    parser.add_argument("--version", action="version", version=f"accelerl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="stage 1 -> switch -> stage 2 (or a baseline mode)",
+                           description="Train a transformer policy. Presets: " + ", ".join(PRESETS) + ".")
+    _add_train_flags(train)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a saved run deterministically; prints one JSON line")
+    ev.add_argument("run_dir", metavar="DIR")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--policy", choices=("transformer", "accelerator"), default=None,
+                    help="default: the transformer if the run has one")
+    ev.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    ev.add_argument("--seed", type=int, default=12345, help="seeds of the episodes are seed..seed+episodes-1")
+    ev.add_argument("--video", action="store_true", help="also write DIR/eval.gif of the first episode")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    ev.set_defaults(func=cmd_eval)
+
+    pl = sub.add_parser("plot", help="learning curves of several runs side by side")
+    pl.add_argument("run_dirs", metavar="DIR", nargs="+")
+    pl.add_argument("--out", default="comparison.png", help="output PNG")
+    pl.set_defaults(func=cmd_plot)
+    return parser
+
+
+def _default_run_dir(cfg: TrainConfig) -> Path:
+    env = cfg.env.replace("/", "-")
+    mask = f"-{cfg.obs_mask.replace(',', '.')}" if cfg.obs_mask else ""
+    return Path("runs") / f"{env}{mask}__{cfg.mode}__{cfg.algo}__s{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from accelerl import checkpoint
+    from accelerl.stages import Trainer
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    state = None
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise CheckpointError(f"cannot resume: {run_dir} is not an accelerl run directory (no config.json)")
+        extra = sorted(set(given) - set(RESUME_OVERRIDES))
+        if extra:
+            raise AccelerlError(f"--resume uses the run's saved config; drop --{extra[0].replace('_', '-')}")
+        try:
+            saved = json.loads((run_dir / "config.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"cannot resume: {run_dir}/config.json is not valid JSON ({exc})") from None
+        cfg = TrainConfig.from_dict({**saved, **given}).validate()
+        state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
+    else:
+        cfg = build_config(given)
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
+        if (run_dir / "checkpoints").exists():
+            raise AccelerlError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --run-dir")
+        cfg.run_dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir)  # validates the env before anything is written
+    (run_dir / "config.json").write_text(cfg.to_json() + "\n")
+    print(f"accelerl: run directory {run_dir}", file=sys.stderr)
+    summary = trainer.run(state)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from accelerl.policy import load_policy
+    from accelerl.stages import resolve_device
+
+    if args.episodes < 1:
+        raise AccelerlError("--episodes must be >= 1")
+    run_dir = Path(args.run_dir)
+    policy_name = args.policy
+    if policy_name is None:
+        cfg_path = run_dir / "config.json"
+        mode = json.loads(cfg_path.read_text()).get("mode") if cfg_path.is_file() else None
+        policy_name = "accelerator" if mode == "accelerator" else "transformer"
+    if args.video:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    device = str(resolve_device(args.device))
+    policy = load_policy(run_dir, policy_name, args.checkpoint, device)
+    video = run_dir / "eval.gif" if args.video else None
+    result = policy.evaluate(args.episodes, args.seed, video=video)
+    out: dict[str, Any] = {"run": str(run_dir), "policy": policy_name, "checkpoint": args.checkpoint,
+                           "seed": args.seed, **result.as_dict()}
+    if video is not None:
+        out["video"] = str(video)
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from accelerl.plots import plot_runs
+
+    out = plot_runs([Path(d) for d in args.run_dirs], Path(args.out))
+    print(str(out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AccelerlError as exc:
+        print(f"accelerl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("accelerl: interrupted; continue with 'accelerl train --resume DIR'", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

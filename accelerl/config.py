@@ -1,0 +1,238 @@
+"""One validated configuration for a run, plus named presets.
+
+Every field is a CLI flag of `accelerl train` (``stage1_steps`` -> ``--stage1-steps``); the
+``help`` metadata is what ``accelerl train --help`` prints. Defaults are the paper's reference
+settings (the ``paper`` preset); ``quick`` shrinks the budget so a run finishes in minutes on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from accelerl.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    # --- environment -------------------------------------------------------------------------
+    env: str = _f("Hopper-v5", "Gymnasium env id, e.g. Hopper-v5, Walker2d-v5, Pendulum-v1.")
+    obs_mask: str | None = _f(
+        None,
+        "Partial observability: 'velocities' hides velocities (keeps positions, '-P'), "
+        "'positions' hides positions (keeps velocities, '-V'), or explicit indices '0,1,2' to keep.",
+    )
+    num_envs: int = _f(1, "Parallel training envs (gymnasium SyncVectorEnv).")
+    # --- method ------------------------------------------------------------------------------
+    mode: str = _f(
+        "accelerate",
+        "accelerate: stage 1 (accelerator + BC) then stage 2 (transformer fine-tuned); "
+        "scratch: transformer trained online from step 0; accelerator: the accelerator alone.",
+        ("accelerate", "scratch", "accelerator"),
+    )
+    algo: str = _f("td3", "Off-policy algorithm for the accelerator and the transformer.", ("td3", "sac"))
+    accelerator: str = _f(
+        "auto", "Accelerator network; auto = lstm with --obs-mask, mlp otherwise.", ("auto", "mlp", "lstm")
+    )
+    preset: str = _f("paper", "Named defaults: paper (reference settings) or quick (minutes on CPU).",
+                     ("paper", "quick"))
+    # --- budget ------------------------------------------------------------------------------
+    total_steps: int = _f(1_000_000, "Env steps of the whole run (both stages).")
+    stage1_steps: str = _f(
+        "auto",
+        "When to switch to stage 2: an env-step count, or 'auto' (switch rule below, capped by "
+        "--switch-max-steps).",
+    )
+    learning_starts: int = _f(25_000, "Uniform-random env steps before the first update.")
+    # --- replay ------------------------------------------------------------------------------
+    buffer_size: int = _f(1_000_000, "Replay capacity (transitions) for stage 1, scratch and accelerator modes.")
+    stage2_buffer_size: int = _f(20_000, "Replay capacity of the fresh stage-2 buffer (paper: 10-20k).")
+    stage2_warmstart: bool = _f(True, "Fill the stage-2 buffer with the last transitions of stage 1.")
+    context: int | None = _f(None, "Context window C of the transformer (and LSTM); default 3, or 10 with --obs-mask.")
+    batch_size: int = _f(256, "Minibatch size of RL updates.")
+    # --- TD3 / SAC ---------------------------------------------------------------------------
+    gamma: float = _f(0.99, "Discount factor.")
+    tau: float = _f(0.005, "Polyak rate of target networks.")
+    actor_lr: float = _f(3e-4, "Adam learning rate of actors.")
+    critic_lr: float = _f(3e-4, "Adam learning rate of critics.")
+    updates_per_step: float = _f(1.0, "Gradient updates per env step (update-to-data ratio).")
+    policy_delay: int = _f(2, "TD3: critic updates per actor update.")
+    exploration_noise: float = _f(0.1, "TD3: std of Gaussian action noise while acting (both stages).")
+    policy_noise: float = _f(0.2, "TD3: std of target policy smoothing noise.")
+    noise_clip: float = _f(0.5, "TD3: clip of target policy smoothing noise.")
+    alpha_lr: float = _f(3e-4, "SAC: learning rate of the entropy temperature.")
+    init_alpha: float = _f(1.0, "SAC: initial entropy temperature (tuned automatically).")
+    # --- networks ----------------------------------------------------------------------------
+    hidden_size: int = _f(256, "Width of MLP/LSTM accelerator layers and of critics.")
+    hidden_layers: int = _f(3, "Hidden layers of MLP actors and critics.")
+    d_model: int = _f(256, "Transformer width.")
+    n_heads: int = _f(2, "Transformer attention heads.")
+    n_layers: int = _f(1, "Transformer encoder layers.")
+    d_ff: int = _f(512, "Transformer feed-forward width.")
+    dropout: float = _f(0.05, "Transformer dropout (off in evaluation and acting).")
+    positions: str = _f("sinusoidal", "Transformer position encoding.", ("sinusoidal", "learned"))
+    # --- behaviour cloning (stage 1) ---------------------------------------------------------
+    bc_data: str = _f(
+        "replay",
+        "BC teacher data: replay (windows from the replay buffer relabelled by the current "
+        "accelerator) or rollouts (deterministic accelerator episodes in separate envs).",
+        ("replay", "rollouts"),
+    )
+    bc_every: int = _f(1000, "Env steps between BC rounds.")
+    bc_updates: int = _f(40, "Gradient steps per BC round (replay data).")
+    bc_rollout_episodes: int = _f(2, "Accelerator episodes per BC round (rollouts data; their steps count).")
+    bc_epochs: int = _f(1, "Epochs over each round's windows (rollouts data).")
+    bc_batch_size: int = _f(256, "Minibatch size of BC.")
+    bc_lr: float = _f(3e-4, "Adam learning rate of BC.")
+    # --- automatic switch --------------------------------------------------------------------
+    switch_ratio: float = _f(0.9, "Auto switch: transformer eval return >= ratio x accelerator's ...")
+    switch_patience: int = _f(2, "... for this many consecutive evaluations ...")
+    switch_plateau: float = _f(0.05, "... and BC loss improved by less than this fraction over the last evaluations.")
+    switch_min_steps: int = _f(0, "Auto switch: never before this many env steps (0 = after learning starts + 2 evals).")
+    switch_max_steps: int | None = _f(None, "Auto switch: hard cap on stage-1 steps (default: half of --total-steps).")
+    # --- evaluation, logging, checkpoints ----------------------------------------------------
+    eval_every: int = _f(5000, "Env steps between deterministic evaluations of both policies.")
+    eval_episodes: int = _f(5, "Episodes per evaluation, each on a fresh seed.")
+    checkpoint_every: int = _f(10_000, "Env steps between checkpoints (atomic; latest and best kept).")
+    seed: int = _f(0, "Seed of everything (envs, networks, sampling).")
+    device: str = _f("auto", "auto = cuda when available, else cpu.", ("auto", "cpu", "cuda"))
+    run_dir: str | None = _f(None, "Run directory (default runs/<env>__<mode>__<algo>__s<seed>__<time>).")
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def accelerator_kind(self) -> str:
+        if self.accelerator != "auto":
+            return self.accelerator
+        return "lstm" if self.obs_mask else "mlp"
+
+    @property
+    def context_len(self) -> int:
+        if self.context is not None:
+            return self.context
+        return 10 if self.obs_mask else 3
+
+    @property
+    def auto_switch(self) -> bool:
+        return self.mode == "accelerate" and self.stage1_steps == "auto"
+
+    @property
+    def stage1_cap(self) -> int:
+        """Env step at which stage 1 ends at the latest."""
+        if self.mode != "accelerate":
+            return 0
+        if not self.auto_switch:
+            return int(self.stage1_steps)
+        return self.switch_max_steps if self.switch_max_steps is not None else self.total_steps // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps({"version": CONFIG_VERSION, **self.to_dict()}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        version = data.pop("version", CONFIG_VERSION)
+        if version != CONFIG_VERSION:
+            raise ConfigError(f"config version {version} is not supported (this accelerl writes {CONFIG_VERSION})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    # ------------------------------------------------------------------------------------------
+    def validate(self) -> TrainConfig:
+        """Fail before training on anything that cannot work; returns self for chaining."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ConfigError(f"--{_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
+        positive = ["num_envs", "total_steps", "buffer_size", "stage2_buffer_size", "batch_size",
+                    "policy_delay", "hidden_size", "hidden_layers", "d_model", "n_heads", "n_layers", "d_ff",
+                    "bc_every", "bc_updates", "bc_rollout_episodes", "bc_epochs", "bc_batch_size",
+                    "eval_every", "eval_episodes", "checkpoint_every", "switch_patience"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.context is not None and self.context < 1:
+            raise ConfigError(f"--context must be >= 1, got {self.context}")
+        if self.learning_starts < 0:
+            raise ConfigError(f"--learning-starts must be >= 0, got {self.learning_starts}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"--d-model ({self.d_model}) must be divisible by --n-heads ({self.n_heads})")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
+            raise ConfigError("--gamma must be in [0, 1] and --tau in (0, 1]")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.updates_per_step <= 0:
+            raise ConfigError(f"--updates-per-step must be > 0, got {self.updates_per_step}")
+        for lr in ("actor_lr", "critic_lr", "alpha_lr", "bc_lr", "init_alpha"):
+            if getattr(self, lr) <= 0:
+                raise ConfigError(f"--{_flag(lr)} must be > 0, got {getattr(self, lr)}")
+        if self.stage1_steps != "auto":
+            try:
+                steps = int(self.stage1_steps)
+            except (TypeError, ValueError):
+                raise ConfigError(f"--stage1-steps must be an integer or 'auto', got {self.stage1_steps!r}") from None
+            if steps < 0:
+                raise ConfigError(f"--stage1-steps must be >= 0, got {steps}")
+            if self.mode == "accelerate" and steps > self.total_steps:
+                raise ConfigError(f"--stage1-steps ({steps}) exceeds --total-steps ({self.total_steps})")
+            self.stage1_steps = str(steps)
+        if self.switch_max_steps is not None and self.switch_max_steps > self.total_steps:
+            raise ConfigError(f"--switch-max-steps ({self.switch_max_steps}) exceeds --total-steps ({self.total_steps})")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"--buffer-size ({self.buffer_size}) is smaller than --batch-size ({self.batch_size})")
+        if self.mode == "accelerate" and self.batch_size > self.stage2_buffer_size:
+            raise ConfigError(
+                f"--stage2-buffer-size ({self.stage2_buffer_size}) is smaller than --batch-size ({self.batch_size})"
+            )
+        if self.bc_batch_size > self.buffer_size:
+            raise ConfigError(f"--buffer-size ({self.buffer_size}) is smaller than --bc-batch-size ({self.bc_batch_size})")
+        if not 0.0 < self.switch_ratio:
+            raise ConfigError(f"--switch-ratio must be > 0, got {self.switch_ratio}")
+        return self
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The reference code's MuJoCo settings (TD3 column of shared/REFERENCE.md).
+    "paper": {},
+    # A demonstration that shows both stages in a few minutes on 2 CPU cores; not for results.
+    "quick": {
+        "total_steps": 30_000,
+        "learning_starts": 2_000,
+        "eval_every": 2_500,
+        "eval_episodes": 5,
+        "checkpoint_every": 5_000,
+        "bc_every": 500,
+        "bc_updates": 20,
+        "switch_max_steps": 20_000,
+        "buffer_size": 100_000,
+        "stage2_buffer_size": 20_000,
+    },
+}
+
+
+def build_config(overrides: dict[str, Any]) -> TrainConfig:
+    """Dataclass defaults <- preset <- explicit overrides, then validated."""
+    preset = overrides.get("preset") or "paper"
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    values["preset"] = preset
+    return TrainConfig(**values).validate()

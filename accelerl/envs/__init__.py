@@ -1,0 +1,6 @@
+"""Environment construction: gymnasium vector envs, POMDP masks, resumable env state."""
+
+from accelerl.envs.factory import EnvSpec, make_vector_env, probe_env
+from accelerl.envs.state import get_env_state, set_env_state
+
+__all__ = ["EnvSpec", "make_vector_env", "probe_env", "get_env_state", "set_env_state"]

@@ -1,0 +1,88 @@
+"""Build training/evaluation envs: gymnasium vector envs with actions rescaled to [-1, 1]."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from accelerl.envs.masks import resolve_mask
+from accelerl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the networks need to know about a task, after masking."""
+
+    env_id: str
+    obs_dim: int
+    act_dim: int
+    keep: tuple[int, ...] | None  # observation indices kept by --obs-mask (None = all)
+    max_episode_steps: int | None
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+
+
+def _make_raw(env_id: str, **kwargs) -> gym.Env:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gym.make(env_id, **kwargs)
+    except gym.error.Error as exc:  # NameNotFound, VersionNotFound, DependencyNotInstalled ...
+        raise ConfigError(f"unknown or unavailable env id {env_id!r}: {exc}") from None
+
+
+def probe_env(env_id: str, obs_mask: str | None) -> EnvSpec:
+    """Check that a task is usable by continuous-control RL and describe it."""
+    env = _make_raw(env_id)
+    try:
+        if not isinstance(env.action_space, gym.spaces.Box):
+            raise ConfigError(f"{env_id} has a {type(env.action_space).__name__} action space; accelerl needs a Box")
+        if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+            raise ConfigError(f"{env_id} needs a flat Box observation for state-based training")
+        if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
+            raise ConfigError(f"{env_id} has an unbounded action space")
+        obs_dim = int(env.observation_space.shape[0])
+        keep = None
+        if obs_mask:
+            structure = getattr(env.unwrapped, "observation_structure", None)
+            keep = tuple(int(i) for i in resolve_mask(obs_mask, env_id, obs_dim, structure))
+        return EnvSpec(
+            env_id=env_id,
+            obs_dim=len(keep) if keep else obs_dim,
+            act_dim=int(env.action_space.shape[0]),
+            keep=keep,
+            max_episode_steps=env.spec.max_episode_steps if env.spec else None,
+            action_low=tuple(float(x) for x in env.action_space.low),
+            action_high=tuple(float(x) for x in env.action_space.high),
+        )
+    finally:
+        env.close()
+
+
+def _select(obs: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return obs[keep]
+
+
+def _make_single(spec: EnvSpec, render: bool = False) -> gym.Env:
+    env = _make_raw(spec.env_id, render_mode="rgb_array" if render else None)
+    ones = np.ones(env.action_space.shape, dtype=np.float32)
+    env = gym.wrappers.RescaleAction(env, -ones, ones)
+    if spec.keep is not None:
+        keep = np.asarray(spec.keep)
+        low, high = env.observation_space.low[keep], env.observation_space.high[keep]
+        space = gym.spaces.Box(low=low, high=high, dtype=env.observation_space.dtype)
+        env = gym.wrappers.TransformObservation(env, functools.partial(_select, keep=keep), space)
+    return env
+
+
+def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False) -> gym.vector.SyncVectorEnv:
+    """Envs reset in the same step they end (SAME_STEP), so the final observation comes in
+    ``info['final_obs']`` and the returned observation already starts the next episode."""
+    return gym.vector.SyncVectorEnv(
+        [functools.partial(_make_single, spec, render) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )

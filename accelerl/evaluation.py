@@ -1,0 +1,81 @@
+"""Deterministic evaluation of a policy on fresh seeds, with the acting path of training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from accelerl.algos.base import evaluating
+from accelerl.replay import WindowTracker, as_obs_tensor
+
+ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
+
+    def as_dict(self) -> dict[str, float]:
+        return {"return_mean": self.mean, "return_std": self.std, "return_min": float(self.returns.min()),
+                "return_max": float(self.returns.max()), "ep_len_mean": float(self.lengths.mean()),
+                "episodes": len(self.returns)}
+
+
+def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], context: int, device: torch.device,
+                 frames: list | None = None) -> EvalResult:
+    """One episode per sub-env, each reset with its own seed; envs that finish are ignored until
+    all have finished. ``act`` maps (window, mask) to actions in [-1, 1]."""
+    n = env.num_envs
+    if len(seeds) != n:
+        raise ValueError("one seed per env")
+    obs, _ = env.reset(seed=seeds)
+    tracker = WindowTracker(n, obs.shape[1:], context, device)
+    tracker.reset(as_obs_tensor(obs, device))
+    returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+    active = np.ones(n, dtype=bool)
+    while active.any():
+        with torch.inference_mode():
+            action = act(*tracker.window())
+        obs, rew, term, trunc, _ = env.step(action.cpu().numpy())
+        if frames is not None and active[0]:
+            frames.append(env.envs[0].render())
+        returns += rew * active
+        lengths += active
+        done = term | trunc
+        active &= ~done
+        tracker.step(as_obs_tensor(obs, device), torch.as_tensor(done, device=device))
+    return EvalResult(returns, lengths)
+
+
+def deterministic(actor: torch.nn.Module) -> ActFn:
+    def act(window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with evaluating(actor):
+            return actor.act(window, mask)
+
+    return act
+
+
+def uniform_random(act_dim: int, generator: torch.Generator, device: torch.device) -> ActFn:
+    def act(window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.rand(window.shape[0], act_dim, generator=generator, device=device) * 2 - 1
+
+    return act
+
+
+def eval_seeds(run_seed: int, round_index: int, episodes: int) -> list[int]:
+    """Fresh, reproducible seeds for every evaluation round (never the training seed)."""
+    base = 1_000_000 + run_seed * 100_003 + round_index * episodes
+    return [base + i for i in range(episodes)]

@@ -1,0 +1,7 @@
+"""Networks: encoders (MLP/LSTM/transformer), actors and critics, and their builders."""
+
+from accelerl.nets.build import build_accelerator_actor, build_critic, build_transformer_actor
+from accelerl.nets.heads import DeterministicActor, GaussianActor, TwinCritic
+
+__all__ = ["build_accelerator_actor", "build_critic", "build_transformer_actor", "DeterministicActor",
+           "GaussianActor", "TwinCritic"]

@@ -1,0 +1,128 @@
+"""Observation encoders: (window [B, C, D], mask [B, C]) -> features [B, F].
+
+Every network in accelerl takes the same window and mask, whatever it looks at: the MLP reads
+only the last observation, the LSTM the whole window, the transformer attends over it. One
+replay buffer and one acting path then serve all of them; each encoder takes the tail of the
+window it needs (``self.context``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
+    dims = [in_dim] + [hidden] * layers
+    mods: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:], strict=True):
+        mods += [nn.Linear(a, b), nn.ReLU()]
+    mods.append(nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*mods)
+
+
+class LastObsEncoder(nn.Module):
+    """A fully observed task: the features are o_t itself."""
+
+    context = 1
+
+    def __init__(self, obs_dim: int) -> None:
+        super().__init__()
+        self.out_dim = obs_dim
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return window[:, -1]
+
+
+class LSTMEncoder(nn.Module):
+    """Linear -> ReLU -> LSTM over the window; features are the last hidden state.
+
+    Padded steps hold the episode's first observation (as in the reference code), so the LSTM
+    reads a consistent prefix at episode start at train and act time alike."""
+
+    def __init__(self, obs_dim: int, context: int, hidden: int) -> None:
+        super().__init__()
+        self.context = context
+        self.inp = nn.Linear(obs_dim, hidden)
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.out_dim = hidden
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(F.relu(self.inp(window[:, -self.context:])))
+        return out[:, -1]
+
+
+def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(length, d_model)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
+    return table
+
+
+class _Block(nn.Module):
+    """Pre-LN causal self-attention block on SDPA. With ``last_only`` it computes the query,
+    residual and FFN for the last token alone: that is all the final layer must produce, and
+    it makes the default 1-layer transformer about C times cheaper."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d_model)
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool) -> torch.Tensor:
+        b, length, d = x.shape
+        h = self.ln1(x)
+        if last_only:
+            x, q_in, allowed = x[:, -1:], h[:, -1:], allowed[:, -1:]
+        else:
+            q_in = h
+        heads, hd = self.n_heads, d // self.n_heads
+        q = self.q(q_in).view(b, -1, heads, hd).transpose(1, 2)
+        k, v = self.kv(h).view(b, length, 2, heads, hd).permute(2, 0, 3, 1, 4)
+        p = self.dropout if self.training else 0.0
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=p)
+        att = att.transpose(1, 2).reshape(b, -1, d)
+        x = x + F.dropout(self.proj(att), p, self.training)
+        return x + F.dropout(self.ffn(self.ln2(x)), p, self.training)
+
+
+class TransformerEncoder(nn.Module):
+    """Causal transformer over the window; features are the last token's output."""
+
+    def __init__(self, obs_dim: int, context: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,
+                 dropout: float, positions: str) -> None:
+        super().__init__()
+        self.context = context
+        self.inp = nn.Linear(obs_dim, d_model)
+        if positions == "learned":
+            self.pos = nn.Parameter(torch.randn(context, d_model) * 0.02)
+        else:
+            self.register_buffer("pos", sinusoidal_positions(context, d_model), persistent=False)
+        self.blocks = nn.ModuleList(_Block(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.out_dim = d_model
+        self.register_buffer("causal", torch.ones(context, context, dtype=torch.bool).tril(), persistent=False)
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        window, mask = window[:, -self.context:], mask[:, -self.context:]
+        x = self.drop(self.inp(window) + self.pos)
+        # A query may see earlier real steps; padded queries also see themselves, so no row of
+        # the attention matrix is empty (an all-masked row would make SDPA return NaN).
+        eye = torch.eye(self.context, dtype=torch.bool, device=mask.device)
+        allowed = self.causal & (mask[:, None, :] | eye)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, allowed, last_only=i == last)
+        return self.norm(x[:, -1])

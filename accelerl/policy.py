@@ -1,0 +1,91 @@
+"""A trained policy as a library object: load a run, act on raw observations, evaluate.
+
+``Policy.predict`` keeps the context window itself, with the same padding and mask as training,
+so a user feeds one observation at a time, as from ``env.step``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from accelerl import checkpoint
+from accelerl.config import TrainConfig
+from accelerl.envs import EnvSpec, make_vector_env, probe_env
+from accelerl.errors import CheckpointError
+from accelerl.evaluation import EvalResult, deterministic, run_episodes
+from accelerl.nets import build_accelerator_actor, build_transformer_actor
+from accelerl.replay import WindowTracker, as_obs_tensor
+
+
+class Policy:
+    def __init__(self, actor: torch.nn.Module, cfg: TrainConfig, spec: EnvSpec, device: torch.device) -> None:
+        self.actor, self.cfg, self.spec, self.device = actor.eval(), cfg, spec, device
+        self.context = cfg.context_len
+        self._tracker: WindowTracker | None = None
+        low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+        self._low, self._scale = low, (high - low) / 2.0
+
+    def reset(self) -> None:
+        """Call at the start of every episode."""
+        self._tracker = None
+
+    @torch.inference_mode()
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic action, in the env's own action units, for a raw (unmasked) observation
+        of the next step of the current episode; a batch [N, obs] acts for N episodes."""
+        obs = np.asarray(obs, dtype=np.float32)
+        single = obs.ndim == 1
+        obs = obs[None] if single else obs
+        if self.spec.keep is not None:
+            obs = obs[:, list(self.spec.keep)]
+        x = as_obs_tensor(obs, self.device)
+        if self._tracker is None or self._tracker.hist.shape[0] != len(obs):
+            self._tracker = WindowTracker(len(obs), obs.shape[1:], self.context, self.device)
+            self._tracker.reset(x)
+        else:
+            self._tracker.push(x)
+        unit = self.actor.act(*self._tracker.window()).cpu().numpy()
+        action = self._low + (unit + 1.0) * self._scale
+        return action[0] if single else action
+
+    def evaluate(self, episodes: int = 10, seed: int = 12345, video: Path | None = None) -> EvalResult:
+        """Deterministic episodes on seeds seed..seed+episodes-1 (one GIF of the first if ``video``)."""
+        frames: list | None = [] if video is not None else None
+        env = make_vector_env(self.spec, episodes, render=video is not None)
+        try:
+            result = run_episodes(env, deterministic(self.actor), [seed + i for i in range(episodes)], self.context,
+                                  self.device, frames=frames)
+        finally:
+            env.close()
+        if video is not None and frames:
+            from PIL import Image
+
+            images = [Image.fromarray(f) for f in frames]
+            images[0].save(video, save_all=True, append_images=images[1:], duration=40, loop=0)
+        return result
+
+
+def load_policy(run_dir: str | Path, which: str = "transformer", checkpoint_name: str = "latest",
+                device: str = "cpu") -> Policy:
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{run_dir} is not an accelerl run directory (no config.json)")
+    cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    state = checkpoint.load(run_dir / "checkpoints" / f"{checkpoint_name}.pt")
+    if which not in state["nets"]:
+        have = ", ".join(k for k in state["nets"] if k != "critic")
+        raise CheckpointError(f"this run has no {which} policy (it has: {have})")
+    spec = probe_env(cfg.env, cfg.obs_mask)
+    build = build_transformer_actor if which == "transformer" else build_accelerator_actor
+    actor = build(cfg, spec.obs_dim, spec.act_dim)
+    try:
+        actor.load_state_dict(state["nets"][which])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint does not match the run's config: {str(exc).splitlines()[0]}") from None
+    dev = torch.device(device)
+    return Policy(actor.to(dev), cfg, spec, dev)

@@ -1,0 +1,239 @@
+"""Flat replay storage with context windows gathered at sample time.
+
+Layout: one ring of ``rows`` per env stream, shape ``[rows, num_envs, ...]``. A row holds an
+observation o_t and, if it is a *transition row*, the action/reward/flags of the step taken from
+it; its next observation is simply the following row. When an episode ends we write one extra
+*final row* holding the true final observation (not the reset observation), so:
+
+* every observation is stored once (memory O(N), not O(N*C); one extra row per episode),
+* the next window W_{t+1} is the window of row t+1, gathered by the same code as W_t,
+* truncated episodes bootstrap from their real final observation; terminated ones do not.
+
+A window of row t holds rows t-C+1..t; positions before the episode start (and only those) are
+masked and padded by repeating the episode's first observation, exactly as ``WindowTracker``
+does when acting, so training and acting see identical inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    """A minibatch of windows. ``obs[:, -1]`` is o_t; masks are True where a step is real."""
+
+    obs: torch.Tensor  # [B, C, *obs_shape]
+    mask: torch.Tensor  # [B, C] bool
+    act: torch.Tensor  # [B, A]
+    rew: torch.Tensor  # [B]
+    term: torch.Tensor  # [B] float: 1 where the episode terminated (no bootstrap)
+    next_obs: torch.Tensor  # [B, C, *obs_shape]
+    next_mask: torch.Tensor  # [B, C]
+
+
+def window_offsets(lookback: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row offsets (how far back) and validity mask for windows whose oldest real step is
+    ``lookback`` rows back. Padded positions reuse the oldest real step."""
+    back = torch.arange(context - 1, -1, -1, device=lookback.device)  # [C]: C-1 ... 0
+    mask = back[None, :] <= lookback[:, None]
+    offsets = torch.minimum(back[None, :], lookback[:, None])
+    return offsets, mask
+
+
+class ReplayBuffer:
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        act_dim: int,
+        device: torch.device | str = "cpu",
+        obs_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.num_envs = num_envs
+        self.rows = max(2, -(-capacity // num_envs))
+        self.capacity = self.rows * num_envs
+        self.device = torch.device(device)
+        shape = (self.rows, num_envs)
+        kw = {"device": self.device}
+        self.obs = torch.zeros(*shape, *obs_shape, dtype=obs_dtype, **kw)
+        self.act = torch.zeros(*shape, act_dim, **kw)
+        self.rew = torch.zeros(*shape, **kw)
+        self.term = torch.zeros(*shape, dtype=torch.bool, **kw)
+        self.trunc = torch.zeros(*shape, dtype=torch.bool, **kw)
+        self.is_transition = torch.zeros(*shape, dtype=torch.bool, **kw)
+        self.has_next = torch.zeros(*shape, dtype=torch.bool, **kw)  # the following row is its o_{t+1}
+        self.ep_step = torch.zeros(*shape, dtype=torch.long, **kw)  # index of the row within its episode
+        self.ptr = torch.zeros(num_envs, dtype=torch.long, **kw)  # next row to write, per env
+        self.size = torch.zeros(num_envs, dtype=torch.long, **kw)  # rows written, capped at self.rows
+        self._cur_step = torch.zeros(num_envs, dtype=torch.long, **kw)  # ep_step of the next row
+        self._envs = torch.arange(num_envs, **kw)
+
+    # ---------------------------------------------------------------------------------------------
+    @property
+    def num_transitions(self) -> int:
+        return int((self.is_transition & self.has_next).sum())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in self._tensors().values())
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        names = ("obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step", "ptr", "size",
+                 "_cur_step")
+        return {name: getattr(self, name) for name in names}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.cpu() for k, v in self._tensors().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            getattr(self, name).copy_(value)
+
+    # ---------------------------------------------------------------------------------------------
+    def _write_row(self, envs: torch.Tensor, obs: torch.Tensor, ep_step: torch.Tensor) -> torch.Tensor:
+        rows = self.ptr[envs]
+        self.obs[rows, envs] = obs.to(self.obs.dtype)
+        self.ep_step[rows, envs] = ep_step
+        self.is_transition[rows, envs] = False
+        self.has_next[rows, envs] = False
+        # A continuing episode: the previous row's next observation is this one.
+        prev = (rows - 1) % self.rows
+        cont = ep_step > 0
+        self.has_next[prev[cont], envs[cont]] = True
+        self.ptr[envs] = (rows + 1) % self.rows
+        self.size[envs] = torch.clamp(self.size[envs] + 1, max=self.rows)
+        return rows
+
+    def add(self, obs, act, rew, term, trunc, next_obs) -> None:
+        """Add one vector step: arrays with a leading num_envs axis. ``next_obs`` must be the
+        true next observation (the final one where an episode ended)."""
+        dev = self.device
+        obs, next_obs = torch.as_tensor(obs, device=dev), torch.as_tensor(next_obs, device=dev)
+        term = torch.as_tensor(term, device=dev, dtype=torch.bool)
+        trunc = torch.as_tensor(trunc, device=dev, dtype=torch.bool)
+        rows = self._write_row(self._envs, obs, self._cur_step)
+        self.act[rows, self._envs] = torch.as_tensor(act, device=dev, dtype=torch.float32)
+        self.rew[rows, self._envs] = torch.as_tensor(rew, device=dev, dtype=torch.float32)
+        self.term[rows, self._envs] = term
+        self.trunc[rows, self._envs] = trunc
+        self.is_transition[rows, self._envs] = True
+        done = term | trunc
+        self._cur_step += 1
+        if bool(done.any()):
+            ended = self._envs[done]
+            self._write_row(ended, next_obs[done], self._cur_step[ended])
+            self._cur_step[ended] = 0
+
+    # ---------------------------------------------------------------------------------------------
+    def _lookback(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
+        """How many earlier rows of the same episode are still stored before ``rows``."""
+        oldest = torch.where(self.size[envs] < self.rows, torch.zeros_like(rows), self.ptr[envs])
+        age = (rows - oldest) % self.rows
+        return torch.minimum(self.ep_step[rows, envs], age)
+
+    def gather(self, rows: torch.Tensor, envs: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows [B, C, ...] and masks [B, C] ending at ``rows`` of ``envs``."""
+        offsets, mask = window_offsets(self._lookback(rows, envs), context)
+        idx = (rows[:, None] - offsets) % self.rows
+        return self.obs[idx, envs[:, None]].float(), mask
+
+    def _sampleable(self, rows: torch.Tensor, envs: torch.Tensor, context: int) -> torch.Tensor:
+        # Windows must be complete: a row whose episode predecessors were overwritten by the
+        # ring would get a window the actor never saw, so it is not sampled.
+        ok = self.is_transition[rows, envs] & self.has_next[rows, envs] & (rows < self.size[envs])
+        need = torch.clamp(self.ep_step[rows, envs], max=context - 1)
+        return ok & (self._lookback(rows, envs) >= need)
+
+    def sample_index(self, batch_size: int, context: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uniform over sampleable transitions, by rejection (few rows are not sampleable)."""
+        if int(self.size.max()) < 2:
+            raise ValueError("replay buffer holds no complete transition yet")
+        picked_rows, picked_envs, have = [], [], 0
+        for _ in range(100):
+            n = batch_size + batch_size // 4 + 8
+            envs = torch.randint(self.num_envs, (n,), device=self.device, generator=generator)
+            rows = (torch.rand(n, device=self.device, generator=generator) * self.size[envs]).long()
+            ok = self._sampleable(rows, envs, context)
+            picked_rows.append(rows[ok])
+            picked_envs.append(envs[ok])
+            have += int(ok.sum())
+            if have >= batch_size:
+                break
+        else:
+            raise ValueError("replay buffer holds too few sampleable transitions")
+        return torch.cat(picked_rows)[:batch_size], torch.cat(picked_envs)[:batch_size]
+
+    def sample(self, batch_size: int, context: int, generator: torch.Generator) -> Batch:
+        rows, envs = self.sample_index(batch_size, context, generator)
+        obs, mask = self.gather(rows, envs, context)
+        next_obs, next_mask = self.gather((rows + 1) % self.rows, envs, context)
+        return Batch(
+            obs=obs,
+            mask=mask,
+            act=self.act[rows, envs],
+            rew=self.rew[rows, envs],
+            term=self.term[rows, envs].float(),
+            next_obs=next_obs,
+            next_mask=next_mask,
+        )
+
+    def copy_recent_into(self, other: ReplayBuffer) -> None:
+        """Warm-start ``other`` with the most recent rows of each env stream, in order."""
+        keep = min(other.rows, self.rows) - 1
+        for e in range(self.num_envs):
+            n = min(int(self.size[e]), keep)
+            if n == 0:
+                continue
+            src = (self.ptr[e] - n + torch.arange(n, device=self.device)) % self.rows
+            for name in ("obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step"):
+                getattr(other, name)[:n, e] = getattr(self, name)[src, e].to(other.device)
+            other.has_next[n - 1, e] = False  # its successor was not copied
+            other.ptr[e], other.size[e] = n % other.rows, n
+            other._cur_step[e] = self._cur_step[e]
+
+
+class WindowTracker:
+    """The acting-time twin of ``ReplayBuffer.gather``: the last C observations of each env."""
+
+    def __init__(self, num_envs: int, obs_shape: tuple[int, ...], context: int, device: torch.device | str) -> None:
+        self.context = context
+        self.hist = torch.zeros(num_envs, context, *obs_shape, device=device)
+        self.ep_step = torch.zeros(num_envs, dtype=torch.long, device=device)
+
+    def reset(self, obs: torch.Tensor, envs: torch.Tensor | None = None) -> None:
+        """Start new episodes: the window is the first observation repeated (masked)."""
+        if envs is None:
+            envs = torch.arange(self.hist.shape[0], device=self.hist.device)
+        self.hist[envs] = obs.float()[:, None].expand(-1, self.context, *obs.shape[1:])
+        self.ep_step[envs] = 0
+
+    def push(self, obs: torch.Tensor) -> None:
+        """Append the observation after a step of every env (episodes continue)."""
+        self.hist = torch.cat([self.hist[:, 1:], obs.float()[:, None]], dim=1)
+        self.ep_step += 1
+
+    def step(self, next_obs: torch.Tensor, done: torch.Tensor) -> None:
+        """After a vector step: continuing envs append, ended envs start over with their reset obs."""
+        self.push(next_obs)
+        if bool(done.any()):
+            self.reset(next_obs[done], torch.nonzero(done).flatten())
+
+    def window(self) -> tuple[torch.Tensor, torch.Tensor]:
+        _, mask = window_offsets(self.ep_step, self.context)
+        return self.hist, mask
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"hist": self.hist.cpu(), "ep_step": self.ep_step.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.hist = state["hist"].to(self.hist.device)
+        self.ep_step = state["ep_step"].to(self.ep_step.device)
+
+
+def as_obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)

@@ -1,0 +1,386 @@
+"""The two-stage Accelerator loop: stage 1 (accelerator RL + BC), switch, stage 2 (fine-tune).
+
+The baselines run through the same loop with a single stage: ``scratch`` trains the
+transformer online from step 0, ``accelerator`` trains the accelerator alone. Order of events
+at an env step: act -> store -> RL updates -> BC round -> evaluation -> switch -> checkpoint;
+a checkpoint therefore captures everything up to and including its step, which is what makes
+resume-after-kill reproduce an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from accelerl import __version__
+from accelerl.algos import Distiller, make_algo
+from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text
+from accelerl.config import TrainConfig
+from accelerl.envs import get_env_state, make_vector_env, probe_env, set_env_state
+from accelerl.errors import CheckpointError, NonFiniteError
+from accelerl.evaluation import deterministic, eval_seeds, run_episodes, uniform_random
+from accelerl.logger import RunLogger
+from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
+from accelerl.replay import ReplayBuffer, WindowTracker, as_obs_tensor
+from accelerl.switch import SwitchRule
+
+# Values that may differ between a checkpoint's config and the config it is resumed with.
+RESUMABLE_CHANGES = {"total_steps", "device", "run_dir"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from accelerl.errors import ConfigError
+
+        raise ConfigError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.spec = probe_env(cfg.env, cfg.obs_mask)
+        self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
+        self.context = cfg.context_len
+        self.num_envs = cfg.num_envs
+        self.envs = make_vector_env(self.spec, cfg.num_envs)
+        self.eval_env = make_vector_env(self.spec, cfg.eval_episodes)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(cfg.seed)
+
+        dev = self.device
+        self.accelerator = None if cfg.mode == "scratch" else build_accelerator_actor(cfg, self.obs_dim, self.act_dim).to(dev)
+        self.transformer = None if cfg.mode == "accelerator" else build_transformer_actor(cfg, self.obs_dim, self.act_dim).to(dev)
+        critic = build_critic(cfg, self.obs_dim, self.act_dim).to(dev)
+        actor = self.transformer if cfg.mode == "scratch" else self.accelerator
+        self.rl = make_algo(cfg.algo, actor, critic, cfg, act_dim=self.act_dim)
+        self.distiller = Distiller(self.transformer, self.accelerator, cfg.bc_lr) if cfg.mode == "accelerate" else None
+        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, dev)
+        self.tracker = WindowTracker(cfg.num_envs, (self.obs_dim,), self.context, dev)
+        self.switch_rule = SwitchRule(ratio=cfg.switch_ratio, patience=cfg.switch_patience,
+                                      plateau=cfg.switch_plateau, cap=cfg.stage1_cap,
+                                      min_steps=max(cfg.switch_min_steps, cfg.learning_starts))
+
+        self.stage = {"accelerate": "stage1", "scratch": "scratch", "accelerator": "accelerator"}[cfg.mode]
+        self.env_step = 0
+        self.eval_round = 0
+        self.last_eval_step = -1
+        self.update_debt = 0.0
+        self.update_start = max(cfg.learning_starts, cfg.batch_size)
+        self.switch_step: int | None = None
+        self.switch_reason: str | None = None
+        self.pending_switch: str | None = None
+        self.best_return = -math.inf
+        self.last_eval: dict[str, float] = {}
+        self.stage_time: dict[str, float] = {}
+        self.stage_steps: dict[str, int] = {}
+        self.wall_time = 0.0
+        self.loss_sums: dict[str, torch.Tensor] = {}
+        self.loss_counts: dict[str, int] = {}
+        self.ep_return = np.zeros(cfg.num_envs)
+        self.train_returns: deque[float] = deque(maxlen=20)
+        self.logger: RunLogger | None = None
+
+    # ------------------------------------------------------------------------------- properties
+    @property
+    def acting_policy(self) -> str:
+        return "transformer" if self.stage in ("stage2", "scratch") else "accelerator"
+
+    def _eval_policies(self) -> dict[str, torch.nn.Module]:
+        if self.stage == "stage1":
+            return {"accelerator": self.accelerator, "transformer": self.transformer}
+        if self.acting_policy == "transformer":
+            return {"transformer": self.transformer}
+        return {"accelerator": self.accelerator}
+
+    def _due(self, every: int) -> bool:
+        return self.env_step // every != (self.env_step - self.num_envs) // every
+
+    # ------------------------------------------------------------------------------------- loop
+    def run(self, resume_state: dict | None = None) -> dict:
+        cfg = self.cfg
+        if resume_state is None:
+            obs, _ = self.envs.reset(seed=[cfg.seed + i for i in range(cfg.num_envs)])
+            self.tracker.reset(as_obs_tensor(obs, self.device))
+            resume_step = None
+        else:
+            self._load_state(resume_state)
+            resume_step = self.env_step
+        self.logger = RunLogger(self.run_dir, resume_step, cfg.total_steps)
+        self._clock = time.perf_counter()
+        try:
+            if resume_state is None:
+                self._evaluate(initial=True)
+            while self.env_step < cfg.total_steps:
+                self._collect()
+                self._train()
+                if self.stage == "stage1" and self.env_step >= cfg.learning_starts and self._due(cfg.bc_every):
+                    self._distill()
+                if self._due(cfg.eval_every):
+                    self._evaluate()
+                if self.stage == "stage1" and (self.pending_switch or self.env_step >= self.switch_rule.cap):
+                    self._switch(self.pending_switch or f"reached --stage1-steps {self.switch_rule.cap}")
+                if self._due(cfg.checkpoint_every):
+                    self.save()
+            if self.last_eval_step != self.env_step:
+                self._evaluate()
+            self.save()
+            summary = self._write_summary()
+            self._plot()
+            return summary
+        finally:
+            self.logger.close()
+            self.envs.close()
+            self.eval_env.close()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.stage_time[self.stage] = self.stage_time.get(self.stage, 0.0) + now - self._clock
+        self.wall_time += now - self._clock
+        self._clock = now
+
+    def _collect(self) -> None:
+        window, mask = self.tracker.window()
+        if self.stage != "stage2" and self.env_step < self.cfg.learning_starts:
+            action = torch.rand(self.num_envs, self.act_dim, generator=self.gen, device=self.device) * 2 - 1
+        else:
+            with torch.inference_mode():
+                action = self.rl.explore(window, mask)
+        next_obs, rew, term, trunc, info = self.envs.step(action.cpu().numpy())
+        done = term | trunc
+        real_next = next_obs
+        if done.any():
+            real_next = next_obs.copy()
+            for i in np.flatnonzero(done):
+                real_next[i] = info["final_obs"][i]
+        self.buffer.add(window[:, -1], action, rew, term, trunc, as_obs_tensor(real_next, self.device))
+        self.tracker.step(as_obs_tensor(next_obs, self.device), torch.as_tensor(done, device=self.device))
+        self.ep_return += rew
+        for i in np.flatnonzero(done):
+            self.train_returns.append(float(self.ep_return[i]))
+            self.ep_return[i] = 0.0
+        self.env_step += self.num_envs
+        self.stage_steps[self.stage] = self.stage_steps.get(self.stage, 0) + self.num_envs
+
+    def _train(self) -> None:
+        if self.env_step < self.update_start:
+            return
+        self.update_debt += self.cfg.updates_per_step * self.num_envs
+        while self.update_debt >= 1.0:
+            batch = self.buffer.sample(self.cfg.batch_size, self.context, self.gen)
+            self._accumulate(self.rl.update(batch))
+            self.update_debt -= 1.0
+
+    def _distill(self) -> None:
+        """One BC round on replay windows relabelled by the *current* accelerator."""
+        for _ in range(self.cfg.bc_updates):
+            rows, envs = self.buffer.sample_index(self.cfg.bc_batch_size, self.context, self.gen)
+            window, mask = self.buffer.gather(rows, envs, self.context)
+            labels = self.distiller.labels(window, mask)
+            self._accumulate({"bc_loss": self.distiller.update(window, mask, labels)})
+
+    def _switch(self, reason: str) -> None:
+        """Hand over to the transformer: critic, its target and SAC's alpha carry over; optimisers
+        restart; a fresh small buffer, warm-started with the last stage-1 transitions."""
+        self._tick()
+        self.pending_switch = None
+        self.switch_step, self.switch_reason = self.env_step, reason
+        self._enter_stage2()
+        if self.cfg.stage2_warmstart:
+            self._stage1_buffer.copy_recent_into(self.buffer)
+        else:
+            self.buffer._cur_step.copy_(self._stage1_buffer._cur_step)
+        warm = self.buffer.num_transitions
+        self.update_start = self.env_step + (0 if warm >= self.cfg.batch_size else self.cfg.batch_size)
+        del self._stage1_buffer
+        self.logger.log_eval({"env_step": self.env_step, "stage": "stage2", "policy": "transformer",
+                              "event": f"switch: {reason}", "wall_time": round(self.wall_time, 2)})
+        self.logger.message(f"switched to stage 2 at step {self.env_step}: {reason}")
+
+    def _enter_stage2(self) -> None:
+        cfg, old = self.cfg, self.rl
+        self.stage = "stage2"
+        self.rl = make_algo(cfg.algo, self.transformer, old.critic, cfg, critic_target=old.critic_target,
+                            log_alpha=getattr(old, "log_alpha", None), act_dim=self.act_dim)
+        self._stage1_buffer = self.buffer
+        self.buffer = ReplayBuffer(cfg.stage2_buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, self.device)
+
+    # ------------------------------------------------------------------------------- evaluation
+    def _accumulate(self, losses: dict[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            if name in self.loss_sums:
+                self.loss_sums[name] += value
+            else:
+                self.loss_sums[name] = value.clone()
+            self.loss_counts[name] = self.loss_counts.get(name, 0) + 1
+
+    def _check_finite(self) -> None:
+        for name, total in self.loss_sums.items():
+            if not torch.isfinite(total):
+                raise NonFiniteError(
+                    f"{name} became {float(total)} before step {self.env_step}; stopped. The last good checkpoint "
+                    f"is in {self.run_dir / 'checkpoints'} (try a lower learning rate)"
+                )
+
+    def _drain_losses(self) -> dict[str, float]:
+        self._check_finite()
+        means = {k: float(v) / self.loss_counts[k] for k, v in self.loss_sums.items()}
+        self.loss_sums, self.loss_counts = {}, {}
+        return means
+
+    def _evaluate(self, initial: bool = False) -> None:
+        self._tick()
+        cfg = self.cfg
+        seeds = eval_seeds(cfg.seed, self.eval_round, cfg.eval_episodes)
+        self.eval_round += 1
+        self.last_eval_step = self.env_step
+        if initial and self.cfg.mode == "accelerate":
+            # The switch rule measures progress from a random policy's return.
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(cfg.seed)
+            rand = run_episodes(self.eval_env, uniform_random(self.act_dim, gen, self.device), seeds,
+                                self.context, self.device)
+            self.switch_rule.random_return = rand.mean
+            self.logger.log_eval({"env_step": 0, "stage": self.stage, "policy": "random", **rand.as_dict()})
+        losses = self._drain_losses()
+        sps = self.stage_steps.get(self.stage, 0) / max(self.stage_time.get(self.stage, 0.0), 1e-9)
+        results = {}
+        for name, actor in self._eval_policies().items():
+            res = run_episodes(self.eval_env, deterministic(actor), seeds, self.context, self.device)
+            results[name] = res.mean
+            self.last_eval[name] = res.mean
+            train_ret = float(np.mean(self.train_returns)) if self.train_returns else ""
+            self.logger.log_eval({"env_step": self.env_step, "stage": self.stage, "policy": name, **res.as_dict(),
+                                  "wall_time": round(self.wall_time, 2), "steps_per_s": round(sps, 1),
+                                  "train_return": train_ret, **losses})
+        if "transformer" in results and results["transformer"] > self.best_return and not initial:
+            self.best_return = results["transformer"]
+            self._save_best()
+        if self.stage == "stage1" and cfg.auto_switch and not initial:
+            switch, reason = self.switch_rule.observe(self.env_step, results["accelerator"],
+                                                      results["transformer"], losses.get("bc_loss"))
+            if switch:
+                self.pending_switch = reason
+        self.logger.progress(self.env_step, self.stage, sps, dict(self.last_eval))
+        self._clock = time.perf_counter()  # evaluation time is not training time
+
+    # ------------------------------------------------------------------------------ persistence
+    def _networks(self) -> dict[str, dict]:
+        nets = {"critic": self.rl.critic.state_dict()}
+        if self.accelerator is not None:
+            nets["accelerator"] = self.accelerator.state_dict()
+        if self.transformer is not None:
+            nets["transformer"] = self.transformer.state_dict()
+        return nets
+
+    def _save_best(self) -> None:
+        atomic_save({"format_version": FORMAT_VERSION, "config": self.cfg.to_dict(), "env_step": self.env_step,
+                     "return": self.best_return, "nets": self._networks()},
+                    self.run_dir / "checkpoints" / "best.pt")
+
+    def save(self) -> None:
+        """Full state, written atomically; never a state that already holds a NaN loss."""
+        self._check_finite()
+        self._tick()
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "gen": self.gen.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        state = {
+            "format_version": FORMAT_VERSION, "accelerl_version": __version__, "config": self.cfg.to_dict(),
+            "stage": self.stage, "env_step": self.env_step, "eval_round": self.eval_round,
+            "last_eval_step": self.last_eval_step,
+            "update_debt": self.update_debt, "update_start": self.update_start, "switch_step": self.switch_step,
+            "switch_reason": self.switch_reason, "pending_switch": self.pending_switch,
+            "best_return": self.best_return, "last_eval": self.last_eval, "stage_time": self.stage_time,
+            "stage_steps": self.stage_steps, "wall_time": self.wall_time,
+            "loss_sums": {k: v.cpu() for k, v in self.loss_sums.items()}, "loss_counts": self.loss_counts,
+            "ep_return": self.ep_return.copy(), "train_returns": list(self.train_returns),
+            "nets": self._networks(), "rl": self.rl.state_dict(),
+            "distiller": self.distiller.state_dict() if self.distiller else None,
+            "switch_rule": self.switch_rule.state_dict(), "buffer": self.buffer.state_dict(),
+            "tracker": self.tracker.state_dict(), "env_state": get_env_state(self.envs), "rng": rng,
+        }
+        atomic_save(state, self.run_dir / "checkpoints" / "latest.pt")
+        self._plot()
+
+    def _load_state(self, state: dict) -> None:
+        saved = dict(state["config"])
+        mine = self.cfg.to_dict()
+        diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k) and k not in RESUMABLE_CHANGES)
+        if diff:
+            raise CheckpointError(f"checkpoint was written with a different config (differs in: {', '.join(diff)})")
+        if state["stage"] == "stage2":
+            self._enter_stage2()
+            del self._stage1_buffer
+        for key in ("stage", "env_step", "eval_round", "last_eval_step", "update_debt", "update_start", "switch_step",
+                    "switch_reason", "pending_switch", "best_return", "last_eval", "stage_time", "stage_steps",
+                    "wall_time", "loss_counts"):
+            setattr(self, key, state[key])
+        self.loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
+        self.ep_return = state["ep_return"].copy()
+        self.train_returns = deque(state["train_returns"], maxlen=20)
+        nets = state["nets"]
+        if self.accelerator is not None:
+            self.accelerator.load_state_dict(nets["accelerator"])
+        if self.transformer is not None:
+            self.transformer.load_state_dict(nets["transformer"])
+        self.rl.load_state_dict(state["rl"])
+        if self.distiller is not None:
+            self.distiller.load_state_dict(state["distiller"])
+        self.switch_rule.load_state_dict(state["switch_rule"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.tracker.load_state_dict(state["tracker"])
+        set_env_state(self.envs, state["env_state"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        self.gen.set_state(rng["gen"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    # ---------------------------------------------------------------------------------- outputs
+    def _write_summary(self) -> dict:
+        self._tick()
+        cfg = self.cfg
+        sps = {k: round(self.stage_steps[k] / max(t, 1e-9), 1) for k, t in self.stage_time.items()
+               if self.stage_steps.get(k)}
+        summary = {
+            "accelerl_version": __version__, "env": cfg.env, "obs_mask": cfg.obs_mask, "mode": cfg.mode,
+            "algo": cfg.algo, "accelerator": cfg.accelerator_kind if cfg.mode != "scratch" else None,
+            "seed": cfg.seed, "device": str(self.device), "env_steps": self.env_step,
+            "final_return": dict(self.last_eval), "best_transformer_return":
+                None if self.best_return == -math.inf else self.best_return,
+            "switch_step": self.switch_step, "switch_reason": self.switch_reason,
+            "wall_time_s": round(self.wall_time, 1),
+            "steps_per_s": round(self.env_step / max(self.wall_time, 1e-9), 1), "stage_steps_per_s": sps,
+            "replay_bytes": self.buffer.nbytes,
+        }
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
+        return summary
+
+    def _plot(self) -> None:
+        from accelerl.plots import plot_run
+
+        try:
+            plot_run(self.run_dir)
+        except Exception as exc:  # a plot must never kill a training run
+            self.logger.message(f"warning: could not draw curves.png: {exc}")
