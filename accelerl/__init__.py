@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from accelerl.config import TrainConfig, build_config  # noqa: E402
-from accelerl.policy import Policy, load_policy  # noqa: E402
+from accelerl.config import TrainConfig, build_config
+from accelerl.policy import Policy, load_policy
 
-__all__ = ["__version__", "TrainConfig", "build_config", "Policy", "load_policy"]
+__all__ = ["Policy", "TrainConfig", "__version__", "build_config", "load_policy"]

@@ -214,14 +214,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # A demonstration that shows both stages in a few minutes on 2 CPU cores; not for results.
     "quick": {
-        "total_steps": 30_000,
+        "total_steps": 20_000,
         "learning_starts": 2_000,
-        "eval_every": 2_500,
+        "eval_every": 2_000,
         "eval_episodes": 5,
-        "checkpoint_every": 5_000,
+        "checkpoint_every": 4_000,
         "bc_every": 500,
         "bc_updates": 20,
-        "switch_max_steps": 20_000,
+        "switch_max_steps": 12_000,
         "buffer_size": 100_000,
         "stage2_buffer_size": 20_000,
     },

@@ -35,9 +35,10 @@ class EvalResult:
 
 
 def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], context: int, device: torch.device,
-                 frames: list | None = None) -> EvalResult:
+                 frames: list | None = None, windows: list | None = None) -> EvalResult:
     """One episode per sub-env, each reset with its own seed; envs that finish are ignored until
-    all have finished. ``act`` maps (window, mask) to actions in [-1, 1]."""
+    all have finished. ``act`` maps (window, mask) to actions in [-1, 1]. ``windows`` collects the
+    (window, mask) of every step of every episode (teacher rollouts for BC)."""
     n = env.num_envs
     if len(seeds) != n:
         raise ValueError("one seed per env")
@@ -47,8 +48,12 @@ def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], contex
     returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
     while active.any():
+        window, mask = tracker.window()
+        if windows is not None:
+            live = torch.as_tensor(active, device=device)
+            windows.append((window[live].clone(), mask[live].clone()))
         with torch.inference_mode():
-            action = act(*tracker.window())
+            action = act(window, mask)
         obs, rew, term, trunc, _ = env.step(action.cpu().numpy())
         if frames is not None and active[0]:
             frames.append(env.envs[0].render())

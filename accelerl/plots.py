@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from accelerl.errors import AccelerlError  # noqa: E402
+from accelerl.errors import AccelerlError
 
 COLORS = {"transformer": "tab:blue", "accelerator": "tab:orange", "random": "tab:gray"}
 

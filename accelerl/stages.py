@@ -97,6 +97,9 @@ class Trainer:
         self.ep_return = np.zeros(cfg.num_envs)
         self.train_returns: deque[float] = deque(maxlen=20)
         self.logger: RunLogger | None = None
+        self.teacher_env = None  # built on first use by --bc-data rollouts
+        self.teacher_steps = 0  # env steps spent on teacher rollouts (not training steps)
+        self.bc_round = 0
 
     # ------------------------------------------------------------------------------- properties
     @property
@@ -149,6 +152,8 @@ class Trainer:
             self.logger.close()
             self.envs.close()
             self.eval_env.close()
+            if self.teacher_env is not None:
+                self.teacher_env.close()
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -189,12 +194,40 @@ class Trainer:
             self.update_debt -= 1.0
 
     def _distill(self) -> None:
+        if self.cfg.bc_data == "rollouts":
+            self._distill_rollouts()
+        else:
+            self._distill_replay()
+
+    def _distill_replay(self) -> None:
         """One BC round on replay windows relabelled by the *current* accelerator."""
         for _ in range(self.cfg.bc_updates):
             rows, envs = self.buffer.sample_index(self.cfg.bc_batch_size, self.context, self.gen)
             window, mask = self.buffer.gather(rows, envs, self.context)
             labels = self.distiller.labels(window, mask)
             self._accumulate({"bc_loss": self.distiller.update(window, mask, labels)})
+
+    def _distill_rollouts(self) -> None:
+        """The paper's BC data: deterministic accelerator episodes in separate envs on fresh
+        seeds (the reference code reused one seed), cut into windows; ``bc_epochs`` passes."""
+        cfg = self.cfg
+        if self.teacher_env is None:
+            self.teacher_env = make_vector_env(self.spec, cfg.bc_rollout_episodes)
+        seeds = [2_000_000_000 - cfg.seed * 100_003 - self.bc_round * cfg.bc_rollout_episodes - i
+                 for i in range(cfg.bc_rollout_episodes)]
+        self.bc_round += 1
+        collected: list = []
+        result = run_episodes(self.teacher_env, deterministic(self.accelerator), seeds, self.context, self.device,
+                              windows=collected)
+        self.teacher_steps += int(result.lengths.sum())
+        windows = torch.cat([w for w, _ in collected])
+        masks = torch.cat([m for _, m in collected])
+        labels = self.distiller.labels(windows, masks)
+        for _ in range(cfg.bc_epochs):
+            order = torch.randperm(len(windows), generator=self.gen, device=self.device)
+            for start in range(0, len(order), cfg.bc_batch_size):
+                idx = order[start:start + cfg.bc_batch_size]
+                self._accumulate({"bc_loss": self.distiller.update(windows[idx], masks[idx], labels[idx])})
 
     def _switch(self, reason: str) -> None:
         """Hand over to the transformer: critic, its target and SAC's alpha carry over; optimisers
@@ -310,7 +343,8 @@ class Trainer:
             "update_debt": self.update_debt, "update_start": self.update_start, "switch_step": self.switch_step,
             "switch_reason": self.switch_reason, "pending_switch": self.pending_switch,
             "best_return": self.best_return, "last_eval": self.last_eval, "stage_time": self.stage_time,
-            "stage_steps": self.stage_steps, "wall_time": self.wall_time,
+            "stage_steps": self.stage_steps, "wall_time": self.wall_time, "teacher_steps": self.teacher_steps,
+            "bc_round": self.bc_round,
             "loss_sums": {k: v.cpu() for k, v in self.loss_sums.items()}, "loss_counts": self.loss_counts,
             "ep_return": self.ep_return.copy(), "train_returns": list(self.train_returns),
             "nets": self._networks(), "rl": self.rl.state_dict(),
@@ -332,7 +366,7 @@ class Trainer:
             del self._stage1_buffer
         for key in ("stage", "env_step", "eval_round", "last_eval_step", "update_debt", "update_start", "switch_step",
                     "switch_reason", "pending_switch", "best_return", "last_eval", "stage_time", "stage_steps",
-                    "wall_time", "loss_counts"):
+                    "wall_time", "loss_counts", "teacher_steps", "bc_round"):
             setattr(self, key, state[key])
         self.loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
         self.ep_return = state["ep_return"].copy()
@@ -367,6 +401,7 @@ class Trainer:
             "accelerl_version": __version__, "env": cfg.env, "obs_mask": cfg.obs_mask, "mode": cfg.mode,
             "algo": cfg.algo, "accelerator": cfg.accelerator_kind if cfg.mode != "scratch" else None,
             "seed": cfg.seed, "device": str(self.device), "env_steps": self.env_step,
+            "teacher_steps": self.teacher_steps,
             "final_return": dict(self.last_eval), "best_transformer_return":
                 None if self.best_return == -math.inf else self.best_return,
             "switch_step": self.switch_step, "switch_reason": self.switch_reason,

@@ -5,7 +5,7 @@ from accelerl.algos.bc import Distiller
 from accelerl.algos.sac import SAC
 from accelerl.algos.td3 import TD3
 
-__all__ = ["OffPolicy", "evaluating", "Distiller", "SAC", "TD3", "make_algo"]
+__all__ = ["SAC", "TD3", "Distiller", "OffPolicy", "evaluating", "make_algo"]
 
 
 def make_algo(name: str, actor, critic, cfg, **kwargs) -> OffPolicy:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from accelerl.algos.base import evaluating
+from accelerl.algos.base import adam, evaluating
 from accelerl.nets.heads import GaussianActor
 
 
 class Distiller:
     def __init__(self, student: nn.Module, teacher: nn.Module, lr: float) -> None:
         self.student, self.teacher = student, teacher
-        self.opt = torch.optim.Adam(student.parameters(), lr=lr)
+        self.opt = adam(student.parameters(), lr)
         self.gaussian = isinstance(student, GaussianActor)
         self.updates = 0
 

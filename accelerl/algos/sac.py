@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from accelerl.algos.base import OffPolicy, evaluating, polyak
+from accelerl.algos.base import OffPolicy, adam, evaluating, polyak
 from accelerl.replay import Batch
 
 
@@ -24,7 +24,7 @@ class SAC(OffPolicy):
 
     def reset_optimizers(self) -> None:
         super().reset_optimizers()
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=self.cfg.alpha_lr)
+        self.alpha_opt = adam([self.log_alpha], self.cfg.alpha_lr)
 
     @property
     def alpha(self) -> torch.Tensor:

@@ -3,4 +3,4 @@
 from accelerl.envs.factory import EnvSpec, make_vector_env, probe_env
 from accelerl.envs.state import get_env_state, set_env_state
 
-__all__ = ["EnvSpec", "make_vector_env", "probe_env", "get_env_state", "set_env_state"]
+__all__ = ["EnvSpec", "get_env_state", "make_vector_env", "probe_env", "set_env_state"]

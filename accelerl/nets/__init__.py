@@ -3,5 +3,11 @@
 from accelerl.nets.build import build_accelerator_actor, build_critic, build_transformer_actor
 from accelerl.nets.heads import DeterministicActor, GaussianActor, TwinCritic
 
-__all__ = ["build_accelerator_actor", "build_critic", "build_transformer_actor", "DeterministicActor",
-           "GaussianActor", "TwinCritic"]
+__all__ = [
+           "DeterministicActor",
+           "GaussianActor",
+           "TwinCritic",
+           "build_accelerator_actor",
+           "build_critic",
+           "build_transformer_actor",
+]

@@ -8,6 +8,7 @@ window it needs (``self.context``).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 def mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
     dims = [in_dim] + [hidden] * layers
     mods: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:], strict=True):
+    for a, b in itertools.pairwise(dims):
         mods += [nn.Linear(a, b), nn.ReLU()]
     mods.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*mods)
