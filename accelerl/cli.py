@@ -105,8 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "checkpoints").exists():
             raise AccelerlError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --run-dir")
         cfg.run_dir = str(run_dir)
+    trainer = Trainer(cfg, run_dir)  # checks the env and device before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir)  # validates the env before anything is written
     (run_dir / "config.json").write_text(cfg.to_json() + "\n")
     print(f"accelerl: run directory {run_dir}", file=sys.stderr)
     summary = trainer.run(state)

@@ -61,7 +61,7 @@ def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], contex
         lengths += active
         done = term | trunc
         active &= ~done
-        tracker.step(as_obs_tensor(obs, device), torch.as_tensor(done, device=device))
+        tracker.step(as_obs_tensor(obs, device), done)
     return EvalResult(returns, lengths)
 
 

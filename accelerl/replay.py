@@ -72,6 +72,8 @@ class ReplayBuffer:
         self.size = torch.zeros(num_envs, dtype=torch.long, **kw)  # rows written, capped at self.rows
         self._cur_step = torch.zeros(num_envs, dtype=torch.long, **kw)  # ep_step of the next row
         self._envs = torch.arange(num_envs, **kw)
+        self._written = 0  # host-side count of vector steps, so sampling needs no device sync
+        self.invalid_draws = torch.zeros((), dtype=torch.long, **kw)  # see sample_index
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -84,15 +86,18 @@ class ReplayBuffer:
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         names = ("obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step", "ptr", "size",
-                 "_cur_step")
+                 "_cur_step", "invalid_draws")
         return {name: getattr(self, name) for name in names}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.cpu() for k, v in self._tensors().items()}
+    def state_dict(self) -> dict:
+        return {**{k: v.cpu() for k, v in self._tensors().items()}, "written": self._written}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict) -> None:
         for name, value in state.items():
-            getattr(self, name).copy_(value)
+            if name == "written":
+                self._written = value
+            else:
+                getattr(self, name).copy_(value)
 
     # ---------------------------------------------------------------------------------------------
     def _write_row(self, envs: torch.Tensor, obs: torch.Tensor, ep_step: torch.Tensor) -> torch.Tensor:
@@ -109,25 +114,26 @@ class ReplayBuffer:
         self.size[envs] = torch.clamp(self.size[envs] + 1, max=self.rows)
         return rows
 
-    def add(self, obs, act, rew, term, trunc, next_obs) -> None:
-        """Add one vector step: arrays with a leading num_envs axis. ``next_obs`` must be the
-        true next observation (the final one where an episode ended)."""
-        dev = self.device
-        obs, next_obs = torch.as_tensor(obs, device=dev), torch.as_tensor(next_obs, device=dev)
-        term = torch.as_tensor(term, device=dev, dtype=torch.bool)
-        trunc = torch.as_tensor(trunc, device=dev, dtype=torch.bool)
+    def add(self, obs: torch.Tensor, act: torch.Tensor, rew: torch.Tensor, term: torch.Tensor, trunc: torch.Tensor,
+            ended: np.ndarray, final_obs: torch.Tensor | None = None) -> None:
+        """Add one vector step (tensors with a leading num_envs axis, on this buffer's device).
+
+        ``ended`` is the host-side ``term | trunc`` (no device sync needed to branch on it) and
+        ``final_obs`` the true final observations of the envs that ended, in env order."""
         rows = self._write_row(self._envs, obs, self._cur_step)
-        self.act[rows, self._envs] = torch.as_tensor(act, device=dev, dtype=torch.float32)
-        self.rew[rows, self._envs] = torch.as_tensor(rew, device=dev, dtype=torch.float32)
-        self.term[rows, self._envs] = term
-        self.trunc[rows, self._envs] = trunc
+        self.act[rows, self._envs] = act.to(self.act.dtype)
+        self.rew[rows, self._envs] = rew.to(self.rew.dtype)
+        self.term[rows, self._envs] = term.bool()
+        self.trunc[rows, self._envs] = trunc.bool()
         self.is_transition[rows, self._envs] = True
-        done = term | trunc
         self._cur_step += 1
-        if bool(done.any()):
-            ended = self._envs[done]
-            self._write_row(ended, next_obs[done], self._cur_step[ended])
-            self._cur_step[ended] = 0
+        self._written += 1
+        if ended.any():
+            if final_obs is None or len(final_obs) != int(ended.sum()):
+                raise ValueError("final_obs must hold one observation per ended env")
+            envs = torch.as_tensor(np.flatnonzero(ended), device=self.device)
+            self._write_row(envs, final_obs, self._cur_step[envs])
+            self._cur_step[envs] = 0
 
     # ---------------------------------------------------------------------------------------------
     def _lookback(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
@@ -150,23 +156,20 @@ class ReplayBuffer:
         return ok & (self._lookback(rows, envs) >= need)
 
     def sample_index(self, batch_size: int, context: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uniform over sampleable transitions, by rejection (few rows are not sampleable)."""
-        if int(self.size.max()) < 2:
+        """Uniform over sampleable transitions, without a host-device sync: draw 2B+64 candidates,
+        keep the first B sampleable ones (a stable sort moves rejects to the back). Almost every
+        row is sampleable (all but final rows, the newest row, and rows whose window was
+        overwritten), so a shortfall is practically impossible; it is counted in
+        ``invalid_draws``, which the trainer checks at every evaluation."""
+        if self._written < 2:
             raise ValueError("replay buffer holds no complete transition yet")
-        picked_rows, picked_envs, have = [], [], 0
-        for _ in range(100):
-            n = batch_size + batch_size // 4 + 8
-            envs = torch.randint(self.num_envs, (n,), device=self.device, generator=generator)
-            rows = (torch.rand(n, device=self.device, generator=generator) * self.size[envs]).long()
-            ok = self._sampleable(rows, envs, context)
-            picked_rows.append(rows[ok])
-            picked_envs.append(envs[ok])
-            have += int(ok.sum())
-            if have >= batch_size:
-                break
-        else:
-            raise ValueError("replay buffer holds too few sampleable transitions")
-        return torch.cat(picked_rows)[:batch_size], torch.cat(picked_envs)[:batch_size]
+        n = 2 * batch_size + 64
+        envs = torch.randint(self.num_envs, (n,), device=self.device, generator=generator)
+        rows = (torch.rand(n, device=self.device, generator=generator) * self.size[envs]).long()
+        ok = self._sampleable(rows, envs, context)
+        pick = torch.argsort((~ok).to(torch.int8), stable=True)[:batch_size]
+        self.invalid_draws += (~ok[pick]).sum()
+        return rows[pick], envs[pick]
 
     def sample(self, batch_size: int, context: int, generator: torch.Generator) -> Batch:
         rows, envs = self.sample_index(batch_size, context, generator)
@@ -195,6 +198,7 @@ class ReplayBuffer:
             other.has_next[n - 1, e] = False  # its successor was not copied
             other.ptr[e], other.size[e] = n % other.rows, n
             other._cur_step[e] = self._cur_step[e]
+            other._written = max(other._written, n)
 
 
 class WindowTracker:
@@ -217,11 +221,13 @@ class WindowTracker:
         self.hist = torch.cat([self.hist[:, 1:], obs.float()[:, None]], dim=1)
         self.ep_step += 1
 
-    def step(self, next_obs: torch.Tensor, done: torch.Tensor) -> None:
-        """After a vector step: continuing envs append, ended envs start over with their reset obs."""
+    def step(self, next_obs: torch.Tensor, ended: np.ndarray) -> None:
+        """After a vector step: continuing envs append, ended envs (host bool array) start over
+        with their reset observation."""
         self.push(next_obs)
-        if bool(done.any()):
-            self.reset(next_obs[done], torch.nonzero(done).flatten())
+        if ended.any():
+            envs = torch.as_tensor(np.flatnonzero(ended), device=self.hist.device)
+            self.reset(next_obs[envs], envs)
 
     def window(self) -> tuple[torch.Tensor, torch.Tensor]:
         _, mask = window_offsets(self.ep_step, self.context)

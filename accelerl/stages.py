@@ -169,16 +169,18 @@ class Trainer:
             with torch.inference_mode():
                 action = self.rl.explore(window, mask)
         next_obs, rew, term, trunc, info = self.envs.step(action.cpu().numpy())
-        done = term | trunc
-        real_next = next_obs
-        if done.any():
-            real_next = next_obs.copy()
-            for i in np.flatnonzero(done):
-                real_next[i] = info["final_obs"][i]
-        self.buffer.add(window[:, -1], action, rew, term, trunc, as_obs_tensor(real_next, self.device))
-        self.tracker.step(as_obs_tensor(next_obs, self.device), torch.as_tensor(done, device=self.device))
+        ended = term | trunc
+        # One host->device copy for the step's outputs (observation, reward, flags).
+        step_out = torch.as_tensor(np.concatenate([next_obs, np.stack([rew, term, trunc], 1)], 1, dtype=np.float32),
+                                   device=self.device)
+        next_t, rew_t, term_t, trunc_t = step_out[:, :-3], step_out[:, -3], step_out[:, -2], step_out[:, -1]
+        final_obs = None
+        if ended.any():
+            final_obs = as_obs_tensor(np.stack([info["final_obs"][i] for i in np.flatnonzero(ended)]), self.device)
+        self.buffer.add(window[:, -1], action, rew_t, term_t, trunc_t, ended, final_obs)
+        self.tracker.step(next_t, ended)
         self.ep_return += rew
-        for i in np.flatnonzero(done):
+        for i in np.flatnonzero(ended):
             self.train_returns.append(float(self.ep_return[i]))
             self.ep_return[i] = 0.0
         self.env_step += self.num_envs
@@ -265,6 +267,8 @@ class Trainer:
             self.loss_counts[name] = self.loss_counts.get(name, 0) + 1
 
     def _check_finite(self) -> None:
+        if int(self.buffer.invalid_draws):
+            raise RuntimeError("replay sampling drew an unsampleable row; please report this as a bug")
         for name, total in self.loss_sums.items():
             if not torch.isfinite(total):
                 raise NonFiniteError(
@@ -303,8 +307,10 @@ class Trainer:
             self.logger.log_eval({"env_step": self.env_step, "stage": self.stage, "policy": name, **res.as_dict(),
                                   "wall_time": round(self.wall_time, 2), "steps_per_s": round(sps, 1),
                                   "train_return": train_ret, **losses})
-        if "transformer" in results and results["transformer"] > self.best_return and not initial:
-            self.best_return = results["transformer"]
+        # best.pt follows the policy the run is for: the transformer, or the accelerator alone.
+        target = "transformer" if self.transformer is not None else "accelerator"
+        if target in results and results[target] > self.best_return and not initial:
+            self.best_return = results[target]
             self._save_best()
         if self.stage == "stage1" and cfg.auto_switch and not initial:
             switch, reason = self.switch_rule.observe(self.env_step, results["accelerator"],
@@ -402,8 +408,8 @@ class Trainer:
             "algo": cfg.algo, "accelerator": cfg.accelerator_kind if cfg.mode != "scratch" else None,
             "seed": cfg.seed, "device": str(self.device), "env_steps": self.env_step,
             "teacher_steps": self.teacher_steps,
-            "final_return": dict(self.last_eval), "best_transformer_return":
-                None if self.best_return == -math.inf else self.best_return,
+            "final_return": dict(self.last_eval),
+            "best_return": None if self.best_return == -math.inf else self.best_return,
             "switch_step": self.switch_step, "switch_reason": self.switch_reason,
             "wall_time_s": round(self.wall_time, 1),
             "steps_per_s": round(self.env_step / max(self.wall_time, 1e-9), 1), "stage_steps_per_s": sps,
