@@ -1,0 +1,193 @@
+"""TD3 / SAC / BC updates on known inputs."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from accelerl.algos import SAC, TD3, Distiller
+from accelerl.algos.base import polyak
+from accelerl.config import build_config
+from accelerl.nets.encoders import LastObsEncoder, TransformerEncoder
+from accelerl.nets.heads import DeterministicActor, GaussianActor, TwinCritic
+from accelerl.replay import Batch
+
+OBS, ACT, C, B = 3, 2, 3, 4
+
+
+def cfg(**kw):
+    base = {"env": "Pendulum-v1", "gamma": 0.9, "tau": 0.1, "policy_delay": 2, "init_alpha": 0.5}
+    return build_config({**base, **kw})
+
+
+def critic() -> TwinCritic:
+    return TwinCritic(functools.partial(LastObsEncoder, OBS), ACT, 16, 1)
+
+
+def batch(seed=0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, C, dtype=torch.bool)
+    return Batch(obs=torch.randn(B, C, OBS, generator=g), mask=mask, act=torch.rand(B, ACT, generator=g) * 2 - 1,
+                 rew=torch.tensor([1.0, 2.0, -1.0, 0.5]), term=torch.tensor([0.0, 1.0, 0.0, 1.0]),
+                 next_obs=torch.randn(B, C, OBS, generator=g), next_mask=mask.clone())
+
+
+class ConstCritic(nn.Module):
+    """Q1 = 10 + first feature of the last *next* observation, Q2 = Q1 + 1 (so min = Q1)."""
+
+    def forward(self, window, mask, action):
+        q1 = 10.0 + window[:, -1, 0]
+        return q1, q1 + 1.0
+
+
+class ZeroActor(nn.Module):
+    def forward(self, window, mask):
+        return torch.zeros(window.shape[0], ACT)
+
+
+def spy_critic_target(algo) -> dict:
+    captured = {}
+    original = algo._critic_step
+
+    def spy(b, target):
+        captured["target"] = target.detach().clone()
+        return original(b, target)
+
+    algo._critic_step = spy
+    return captured
+
+
+def params(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------
+def test_td3_critic_target_bootstraps_through_truncation_only():
+    torch.manual_seed(0)
+    algo = TD3(DeterministicActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg())
+    algo.critic_target, algo.actor_target = ConstCritic(), ZeroActor()
+    captured = spy_critic_target(algo)
+    b = batch()
+    algo.update(b)  # first update: no actor step, no Polyak (policy_delay 2)
+    q_next = 10.0 + b.next_obs[:, -1, 0]
+    expected = b.rew + 0.9 * (1.0 - b.term) * q_next
+    assert torch.allclose(captured["target"], expected, atol=1e-5)
+    # term=0 (truncated or running): r + gamma * min Q'; term=1: r alone
+    assert torch.allclose(captured["target"][1], b.rew[1]) and torch.allclose(captured["target"][3], b.rew[3])
+    assert torch.allclose(captured["target"][0], b.rew[0] + 0.9 * q_next[0], atol=1e-5)
+
+
+def test_sac_critic_target_includes_entropy_and_stops_at_termination(monkeypatch):
+    monkeypatch.setattr("accelerl.algos.sac.polyak", lambda *a: None)  # the constant target has no weights
+    torch.manual_seed(0)
+    actor = GaussianActor(LastObsEncoder(OBS), ACT, 16, 1)
+    algo = SAC(actor, critic(), cfg(algo="sac"), act_dim=ACT)
+    algo.critic_target = ConstCritic()
+    captured = spy_critic_target(algo)
+    calls = []
+    original_sample = actor.sample
+
+    def sample(window, mask):
+        out = original_sample(window, mask)
+        calls.append((window, out[1].detach().clone()))
+        return out
+
+    actor.sample = sample
+    b = batch()
+    algo.update(b)
+    next_window, next_logp = calls[0]
+    assert torch.equal(next_window, b.next_obs)
+    expected = b.rew + 0.9 * (1.0 - b.term) * (10.0 + b.next_obs[:, -1, 0] - 0.5 * next_logp)
+    assert torch.allclose(captured["target"], expected, atol=1e-5)
+
+
+def test_td3_actor_and_targets_update_every_policy_delay_critic_updates():
+    torch.manual_seed(0)
+    algo = TD3(DeterministicActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg(policy_delay=3))
+    b = batch()
+    for i in range(1, 7):
+        actor0, critic0 = params(algo.actor), params(algo.critic)
+        atarget0, ctarget0 = params(algo.actor_target), params(algo.critic_target)
+        out = algo.update(b)
+        assert not same(params(algo.critic), critic0), "the critic learns at every update"
+        delayed = i % 3 == 0
+        assert ("actor_loss" in out) == delayed
+        assert same(params(algo.actor), actor0) != delayed, f"update {i}"
+        assert same(params(algo.actor_target), atarget0) != delayed
+        assert same(params(algo.critic_target), ctarget0) != delayed
+        if delayed:  # Polyak: target <- target + tau * (online - target)
+            for t0, s, t1 in zip(ctarget0, params(algo.critic), params(algo.critic_target), strict=True):
+                assert torch.allclose(t1, t0 + 0.1 * (s - t0), atol=1e-6)
+            for t0, s, t1 in zip(atarget0, params(algo.actor), params(algo.actor_target), strict=True):
+                assert torch.allclose(t1, t0 + 0.1 * (s - t0), atol=1e-6)
+    assert algo.updates == 6
+
+
+def test_polyak_moves_targets_by_tau():
+    target, source = nn.Linear(3, 2), nn.Linear(3, 2)
+    t0, s0 = params(target), params(source)
+    polyak(target, source, 0.25)
+    for a, b, c in zip(t0, s0, params(target), strict=True):
+        assert torch.allclose(c, 0.75 * a + 0.25 * b, atol=1e-7)
+    assert same(params(source), s0)
+    polyak(target, source, 1.0)
+    assert same(params(target), s0)
+
+
+@pytest.mark.parametrize("target_entropy,direction", [(-100.0, -1), (100.0, +1)])
+def test_sac_alpha_moves_toward_the_entropy_target(target_entropy, direction):
+    """Entropy above the target -> alpha decreases; below -> it increases."""
+    torch.manual_seed(0)
+    algo = SAC(GaussianActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg(algo="sac", alpha_lr=0.01), act_dim=ACT)
+    assert algo.target_entropy == -ACT
+    algo.target_entropy = target_entropy
+    before = float(algo.alpha)
+    assert before == pytest.approx(0.5)
+    for _ in range(5):
+        algo.update(batch())
+    assert (float(algo.alpha) - before) * direction > 0
+
+
+def test_sac_log_alpha_carries_over_to_a_new_agent():
+    torch.manual_seed(0)
+    old = SAC(GaussianActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg(algo="sac"), act_dim=ACT)
+    with torch.no_grad():
+        old.log_alpha.fill_(math.log(0.037))
+    student = GaussianActor(TransformerEncoder(OBS, C, 16, 2, 1, 32, 0.0, "sinusoidal"), ACT, 16, 0)
+    new = SAC(student, old.critic, cfg(algo="sac"), critic_target=old.critic_target, log_alpha=old.log_alpha,
+              act_dim=ACT)
+    assert float(new.alpha) == pytest.approx(0.037)
+    assert new.critic is old.critic and new.critic_target is old.critic_target
+    assert new.log_alpha.requires_grad and new.log_alpha.is_leaf
+    assert not new.actor_opt.state and not new.alpha_opt.state  # optimisers restart
+    new.update(batch())
+    assert float(new.alpha) != pytest.approx(0.037, abs=1e-9)  # the new agent's alpha is trainable
+    assert float(old.alpha) == pytest.approx(0.037)
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_bc_loss_decreases_on_a_fixed_batch(gaussian):
+    torch.manual_seed(0)
+    head = GaussianActor if gaussian else DeterministicActor
+    teacher = head(LastObsEncoder(OBS), ACT, 32, 2)
+    student = head(TransformerEncoder(OBS, C, 32, 2, 1, 64, 0.0, "sinusoidal"), ACT, 32, 0)
+    bc = Distiller(student, teacher, lr=3e-3)
+    b = batch(seed=3)
+    window = torch.cat([b.obs, b.next_obs] * 8)
+    mask = torch.ones(window.shape[:2], dtype=torch.bool)
+    labels = bc.labels(window, mask)
+    expected = torch.tanh(teacher(window, mask)[0]) if gaussian else teacher(window, mask)
+    assert torch.allclose(labels[:, :ACT], expected.detach())
+    first = float(bc.loss(window, mask, labels).detach())
+    for _ in range(150):
+        bc.update(window, mask, labels)
+    assert float(bc.loss(window, mask, labels).detach()) < 0.1 * first
+    assert bc.updates == 150

@@ -1,0 +1,154 @@
+"""Encoders and heads: masking, causality, dropout modes, the last-token fast path, tails."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from accelerl.config import build_config
+from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
+from accelerl.nets.encoders import LastObsEncoder, LSTMEncoder, TransformerEncoder
+from accelerl.nets.heads import GaussianActor
+
+OBS, C = 5, 6
+
+
+def transformer(n_layers=1, dropout=0.0, positions="sinusoidal", context=C, d_model=32) -> TransformerEncoder:
+    torch.manual_seed(0)
+    return TransformerEncoder(OBS, context, d_model, 2, n_layers, 64, dropout, positions).eval()
+
+
+def window_and_mask(batch=8, context=C, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    window = torch.randn(batch, context, OBS, generator=g)
+    # row b has min(b, context - 1) earlier real steps: masks from "first step" to "all real"
+    real = torch.arange(batch).clamp(max=context - 1)
+    back = torch.arange(context - 1, -1, -1)
+    mask = back[None, :] <= real[:, None]
+    return window, mask
+
+
+def allowed_mask(enc: TransformerEncoder, mask: torch.Tensor) -> torch.Tensor:
+    """What the encoder's forward builds: causal & (key is real | key == query)."""
+    eye = torch.eye(enc.context, dtype=torch.bool)
+    return enc.causal & (mask[:, None, :] | eye)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_padded_positions_do_not_change_the_output(n_layers, positions):
+    enc = transformer(n_layers, positions=positions)
+    window, mask = window_and_mask()
+    out = enc(window, mask)
+    junk = window.clone()
+    junk[~mask] = torch.randn(int((~mask).sum()), OBS) * 100
+    assert torch.allclose(enc(junk, mask), out, atol=1e-5)
+    assert torch.isfinite(out).all()
+    # ... while real earlier steps do matter
+    changed = window.clone()
+    changed[-1, 0] += 3.0  # the last row is fully real
+    assert not torch.allclose(enc(changed, mask)[-1], out[-1], atol=1e-4)
+
+
+def test_attention_is_causal():
+    """Earlier tokens' outputs of a (full) block never depend on later tokens."""
+    enc = transformer(n_layers=2)
+    window, mask = window_and_mask()
+    x = enc.inp(window) + enc.pos
+    allowed = allowed_mask(enc, mask)
+    block = enc.blocks[0]
+    full = block(x, allowed, last_only=False)
+    for i in range(C - 1):
+        later = x.clone()
+        later[:, i + 1:] += torch.randn_like(later[:, i + 1:])
+        again = block(later, allowed, last_only=False)
+        assert torch.allclose(again[:, : i + 1], full[:, : i + 1], atol=1e-5), f"token {i} saw the future"
+
+
+def test_only_the_last_context_steps_are_used():
+    enc = transformer()
+    window, mask = window_and_mask(context=C + 4)
+    out = enc(window, mask)
+    assert torch.allclose(out, enc(window[:, -C:], mask[:, -C:]), atol=1e-6)
+    # what comes before the window cannot matter
+    older = window.clone()
+    older[:, :4] = 1e3
+    assert torch.allclose(enc(older, mask), out, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_last_only_fast_path_equals_full_computation(n_layers):
+    enc = transformer(n_layers)
+    window, mask = window_and_mask()
+    allowed = allowed_mask(enc, mask)
+    x = enc.inp(window) + enc.pos
+    for block in enc.blocks:
+        x_full = block(x, allowed, last_only=False)
+        assert x_full.shape == x.shape
+        x_last = block(x, allowed, last_only=True)
+        assert x_last.shape == (x.shape[0], 1, x.shape[2])
+        assert torch.allclose(x_last[:, 0], x_full[:, -1], atol=1e-5)
+        x = x_full
+    manual = enc.norm(x[:, -1])
+    assert torch.allclose(enc(window, mask), manual, atol=1e-5)
+
+
+def test_eval_mode_is_deterministic_and_train_mode_with_dropout_is_not():
+    cfg = build_config({"env": "Pendulum-v1", "d_model": 32, "d_ff": 64, "n_heads": 2, "hidden_size": 32,
+                        "dropout": 0.3, "context": C})
+    actor = build_transformer_actor(cfg, OBS, 2)
+    window, mask = window_and_mask()
+    actor.eval()
+    a, b = actor(window, mask), actor(window, mask)
+    assert torch.equal(a, b)
+    actor.train()
+    c, d = actor(window, mask), actor(window, mask)
+    assert not torch.allclose(c, d)
+    # dropout 0: train mode is deterministic too
+    actor0 = build_transformer_actor(build_config({**cfg.to_dict(), "dropout": 0.0}), OBS, 2).train()
+    assert torch.equal(actor0(window, mask), actor0(window, mask))
+
+
+def test_lstm_and_mlp_encoders_read_the_tail_they_need():
+    torch.manual_seed(0)
+    lstm = LSTMEncoder(OBS, 4, 16)
+    window, mask = window_and_mask(context=10)
+    out = lstm(window, mask)
+    assert torch.allclose(out, lstm(window[:, -4:], mask[:, -4:]), atol=1e-6)
+    changed = window.clone()
+    changed[:, :6] = 7.0
+    assert torch.allclose(lstm(changed, mask), out, atol=1e-6)
+    changed[:, -4] += 1.0  # the oldest step the LSTM reads matters
+    assert not torch.allclose(lstm(changed, mask), out, atol=1e-5)
+    mlp = LastObsEncoder(OBS)
+    assert torch.equal(mlp(window, mask), window[:, -1])
+
+
+def test_builders_follow_the_config():
+    mdp = build_config({"env": "Pendulum-v1", "hidden_size": 16, "d_model": 16, "n_heads": 2, "d_ff": 32})
+    assert isinstance(build_accelerator_actor(mdp, 3, 1).encoder, LastObsEncoder)
+    pomdp = build_config({"env": "Pendulum-v1", "obs_mask": "velocities", "hidden_size": 16})
+    acc = build_accelerator_actor(pomdp, 2, 1)
+    assert isinstance(acc.encoder, LSTMEncoder) and acc.encoder.context == 10
+    assert isinstance(build_critic(pomdp, 2, 1).enc1, LSTMEncoder)
+    sac = build_config({"env": "Pendulum-v1", "algo": "sac", "d_model": 16, "n_heads": 2, "d_ff": 32})
+    tr = build_transformer_actor(sac, 3, 1)
+    assert isinstance(tr, GaussianActor) and isinstance(tr.encoder, TransformerEncoder)
+    assert tr.encoder.context == 3
+
+
+def test_gaussian_actor_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = GaussianActor(LastObsEncoder(OBS), 2, 16, 1)
+    window, mask = window_and_mask()
+    torch.manual_seed(5)
+    action, logp = actor.sample(window, mask)
+    mean, log_std = actor(window, mask)
+    assert (action.abs() < 1).all()
+    dist = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform(cache_size=1)])
+    pre = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))
+    ref = dist.log_prob(torch.tanh(pre)).sum(-1)
+    assert torch.allclose(logp, ref, atol=1e-3, rtol=1e-3)
+    assert torch.equal(actor.act(window, mask), torch.tanh(mean))
+    assert (log_std >= -5.0).all() and (log_std <= 2.0).all()

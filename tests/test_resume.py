@@ -1,0 +1,123 @@
+"""Resume after kill -9 reproduces the uninterrupted run exactly (CPU), in stage 1 and stage 2."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+
+import pytest
+import torch
+from conftest import TINY, comparable, popen_cli, read_metrics, read_summary, train_ok
+
+from accelerl import checkpoint
+
+HOPPER = ["--env", "Hopper-v5", "--total-steps", "1200", "--learning-starts", "200", "--stage1-steps", "600",
+          "--eval-every", "200", "--eval-episodes", "2", "--checkpoint-every", "300", "--bc-every", "100",
+          "--bc-updates", "5", *TINY]
+# two envs, SAC (alpha and its optimiser must resume too), killed after the switch
+PENDULUM_SAC = ["--env", "Pendulum-v1", "--algo", "sac", "--num-envs", "2", "--total-steps", "1500",
+                "--learning-starts", "200", "--stage1-steps", "300", "--eval-every", "300", "--eval-episodes", "2",
+                "--checkpoint-every", "300", "--bc-every", "100", "--bc-updates", "5", *TINY]
+
+
+def _flag(args: list[str], name: str) -> int:
+    return int(args[args.index(name) + 1])
+
+
+def _with_total(args: list[str], total: int) -> list[str]:
+    args = list(args)
+    args[args.index("--total-steps") + 1] = str(total)
+    return args
+
+
+def _latest(run_dir) -> dict | None:
+    path = run_dir / "checkpoints" / "latest.pt"
+    if not path.exists():
+        return None
+    try:
+        return checkpoint.load(path)
+    except Exception:  # replaced between exists() and load(): try again
+        return None
+
+
+def kill_when(args: list[str], run_dir, ready, timeout: float = 240) -> tuple[dict, list[str]]:
+    """Start ``accelerl train ARGS``, SIGKILL it as soon as its latest checkpoint satisfies
+    ``ready``; returns (the last checkpoint written before the kill, extra resume flags). If
+    the run finished before it could be killed, start again with a budget it cannot finish in
+    time (only --total-steps may change on resume) and resume with the original budget."""
+    total = _flag(args, "--total-steps")
+    for budget in (total, 100 * total):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        proc = popen_cli(["train", *_with_total(args, budget), "--run-dir", run_dir])
+        deadline = time.monotonic() + timeout
+        killed = False
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                state = _latest(run_dir)
+                if state is not None and ready(state):
+                    proc.send_signal(signal.SIGKILL)
+                    killed = True
+                    break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None and not killed:
+                proc.kill()
+            _, err = proc.communicate()
+        if killed and proc.returncode == -signal.SIGKILL:
+            state = _latest(run_dir)
+            if state["env_step"] < total:
+                return state, ([] if budget == total else ["--total-steps", str(total)])
+        assert proc.returncode in (0, -signal.SIGKILL), err[-3000:]
+    raise AssertionError("could not kill the run while it was still running")
+
+
+def assert_same_run(resumed, reference) -> None:
+    assert comparable(read_metrics(resumed)) == comparable(read_metrics(reference))
+    a, b = read_summary(resumed), read_summary(reference)
+    assert a["final_return"] == b["final_return"]
+    assert a["env_steps"] == b["env_steps"] and a["switch_step"] == b["switch_step"]
+    na = checkpoint.load(resumed / "checkpoints" / "latest.pt")["nets"]
+    nb = checkpoint.load(reference / "checkpoints" / "latest.pt")["nets"]
+    assert na.keys() == nb.keys()
+    for net in na:
+        for key, value in na[net].items():
+            assert torch.equal(value, nb[net][key]), f"{net}.{key} differs"
+
+
+def test_resume_after_kill_in_stage1_hopper(tmp_path):
+    reference = tmp_path / "uninterrupted"
+    train_ok([*HOPPER, "--run-dir", reference])
+    run = tmp_path / "killed"
+    state, extra = kill_when(HOPPER, run, lambda s: s["env_step"] >= 300)
+    assert state["stage"] == "stage1" and state["env_step"] < 600
+    rows_at_kill = read_metrics(run)
+    train_ok(["--resume", run, *extra])
+    assert_same_run(run, reference)
+    assert len(read_metrics(run)) > len(rows_at_kill)
+
+
+@pytest.fixture(scope="module")
+def pendulum_reference(tmp_path_factory):
+    reference = tmp_path_factory.mktemp("resume") / "uninterrupted"
+    train_ok([*PENDULUM_SAC, "--run-dir", reference])
+    return reference
+
+
+def test_resume_after_kill_in_stage2_sac_two_envs(tmp_path, pendulum_reference):
+    reference = pendulum_reference
+    run = tmp_path / "killed"
+    state, extra = kill_when(PENDULUM_SAC, run, lambda s: s["stage"] == "stage2" and s["env_step"] >= 600)
+    assert state["switch_step"] == 300 and 600 <= state["env_step"] < 1500
+    train_ok(["--resume", run, *extra])
+    assert_same_run(run, reference)
+
+
+def test_resume_of_a_finished_run_with_a_larger_budget(tmp_path, pendulum_reference):
+    """--total-steps is the one training setting a resume may change: finishing at 900 and
+    resuming to 1500 equals running 1500 straight (the checkpoint at 900 is in stage 2)."""
+    short = tmp_path / "short"
+    train_ok([*_with_total(PENDULUM_SAC, 900), "--run-dir", short])
+    assert checkpoint.load(short / "checkpoints" / "latest.pt")["stage"] == "stage2"
+    train_ok(["--resume", short, "--total-steps", "1500"])
+    assert_same_run(short, pendulum_reference)
