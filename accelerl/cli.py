@@ -81,7 +81,7 @@ def _default_run_dir(cfg: TrainConfig) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from accelerl import checkpoint
-    from accelerl.stages import Trainer
+    from accelerl.stages import Trainer, check_resumable
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
@@ -99,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CheckpointError(f"cannot resume: {run_dir}/config.json is not valid JSON ({exc})") from None
         cfg = TrainConfig.from_dict({**saved, **given}).validate()
         state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
+        check_resumable(state, cfg)
     else:
         cfg = build_config(given)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
@@ -106,7 +107,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise AccelerlError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --run-dir")
         cfg.run_dir = str(run_dir)
     trainer = Trainer(cfg, run_dir)  # checks the env and device before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AccelerlError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
     (run_dir / "config.json").write_text(cfg.to_json() + "\n")
     print(f"accelerl: run directory {run_dir}", file=sys.stderr)
     summary = trainer.run(state)

@@ -200,6 +200,13 @@ class TrainConfig:
             )
         if self.bc_batch_size > self.buffer_size:
             raise ConfigError(f"--buffer-size ({self.buffer_size}) is smaller than --bc-batch-size ({self.bc_batch_size})")
+        for name in ("buffer_size", "stage2_buffer_size"):
+            per_env = getattr(self, name) // self.num_envs
+            if per_env < 2 * (self.context_len + 1):
+                raise ConfigError(
+                    f"--{_flag(name)} ({getattr(self, name)}) holds {per_env} steps per env, too few for windows of "
+                    f"--context {self.context_len}; use at least {2 * (self.context_len + 1) * self.num_envs}"
+                )
         if not 0.0 < self.switch_ratio:
             raise ConfigError(f"--switch-ratio must be > 0, got {self.switch_ratio}")
         return self

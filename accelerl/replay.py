@@ -73,6 +73,11 @@ class ReplayBuffer:
         self._cur_step = torch.zeros(num_envs, dtype=torch.long, **kw)  # ep_step of the next row
         self._envs = torch.arange(num_envs, **kw)
         self._written = 0  # host-side count of vector steps, so sampling needs no device sync
+        # Host mirrors that bound the unsampleable rows without touching the device.
+        self._final_host = np.zeros((self.rows, num_envs), dtype=bool)
+        self._n_final = 0
+        self._ptr_host = np.zeros(num_envs, dtype=np.int64)
+        self._size_host = np.zeros(num_envs, dtype=np.int64)
         self.invalid_draws = torch.zeros((), dtype=torch.long, **kw)  # see sample_index
 
     # ---------------------------------------------------------------------------------------------
@@ -98,9 +103,24 @@ class ReplayBuffer:
                 self._written = value
             else:
                 getattr(self, name).copy_(value)
+        self._sync_host()
+
+    def _sync_host(self) -> None:
+        """Rebuild the host mirrors from the device tensors (after a load or a copy)."""
+        self._ptr_host = self.ptr.cpu().numpy().copy()
+        self._size_host = self.size.cpu().numpy().copy()
+        filled = np.arange(self.rows)[:, None] < self._size_host[None, :]
+        self._final_host = (~self.is_transition.cpu().numpy()) & filled
+        self._n_final = int(self._final_host.sum())
 
     # ---------------------------------------------------------------------------------------------
-    def _write_row(self, envs: torch.Tensor, obs: torch.Tensor, ep_step: torch.Tensor) -> torch.Tensor:
+    def _write_row(self, envs: torch.Tensor, obs: torch.Tensor, ep_step: torch.Tensor,
+                   host_envs: np.ndarray, final: bool) -> torch.Tensor:
+        host_rows = self._ptr_host[host_envs]
+        self._n_final += final * len(host_envs) - int(self._final_host[host_rows, host_envs].sum())
+        self._final_host[host_rows, host_envs] = final
+        self._ptr_host[host_envs] = (host_rows + 1) % self.rows
+        self._size_host[host_envs] = np.minimum(self._size_host[host_envs] + 1, self.rows)
         rows = self.ptr[envs]
         self.obs[rows, envs] = obs.to(self.obs.dtype)
         self.ep_step[rows, envs] = ep_step
@@ -120,7 +140,7 @@ class ReplayBuffer:
 
         ``ended`` is the host-side ``term | trunc`` (no device sync needed to branch on it) and
         ``final_obs`` the true final observations of the envs that ended, in env order."""
-        rows = self._write_row(self._envs, obs, self._cur_step)
+        rows = self._write_row(self._envs, obs, self._cur_step, np.arange(self.num_envs), final=False)
         self.act[rows, self._envs] = act.to(self.act.dtype)
         self.rew[rows, self._envs] = rew.to(self.rew.dtype)
         self.term[rows, self._envs] = term.bool()
@@ -131,8 +151,9 @@ class ReplayBuffer:
         if ended.any():
             if final_obs is None or len(final_obs) != int(ended.sum()):
                 raise ValueError("final_obs must hold one observation per ended env")
-            envs = torch.as_tensor(np.flatnonzero(ended), device=self.device)
-            self._write_row(envs, final_obs, self._cur_step[envs])
+            host_envs = np.flatnonzero(ended)
+            envs = torch.as_tensor(host_envs, device=self.device)
+            self._write_row(envs, final_obs, self._cur_step[envs], host_envs, final=True)
             self._cur_step[envs] = 0
 
     # ---------------------------------------------------------------------------------------------
@@ -155,21 +176,41 @@ class ReplayBuffer:
         need = torch.clamp(self.ep_step[rows, envs], max=context - 1)
         return ok & (self._lookback(rows, envs) >= need)
 
+    def max_unsampleable(self, context: int) -> int:
+        """Host-side upper bound on unsampleable stored rows: final rows, the newest row of each
+        env, and up to C rows per env whose window reaches into overwritten (or never copied) rows."""
+        return self._n_final + self.num_envs * (context + 1)
+
     def sample_index(self, batch_size: int, context: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uniform over sampleable transitions, without a host-device sync: draw 2B+64 candidates,
-        keep the first B sampleable ones (a stable sort moves rejects to the back). Almost every
-        row is sampleable (all but final rows, the newest row, and rows whose window was
-        overwritten), so a shortfall is practically impossible; it is counted in
-        ``invalid_draws``, which the trainer checks at every evaluation."""
-        if self._written < 2:
+        """Uniform over sampleable transitions.
+
+        Fast path (no host-device sync): when at least 3/4 of the stored rows are provably
+        sampleable, draw 2B+64 candidates and keep the first B sampleable ones (a stable sort
+        moves rejects to the back); falling short would take a ~17-sigma event, and
+        ``invalid_draws`` counts it anyway (the trainer checks it at every evaluation).
+        Otherwise (a small ring, long contexts) reject and redraw until B are found."""
+        filled = int(self._size_host.sum())
+        if self._written < 2 or filled < 2:
             raise ValueError("replay buffer holds no complete transition yet")
-        n = 2 * batch_size + 64
+        if self.max_unsampleable(context) <= filled // 4:
+            rows, envs, ok = self._candidates(2 * batch_size + 64, context, generator)
+            pick = torch.argsort((~ok).to(torch.int8), stable=True)[:batch_size]
+            self.invalid_draws += (~ok[pick]).sum()
+            return rows[pick], envs[pick]
+        picked_rows, picked_envs, have = [], [], 0
+        for _ in range(1000):
+            rows, envs, ok = self._candidates(2 * batch_size + 64, context, generator)
+            picked_rows.append(rows[ok])
+            picked_envs.append(envs[ok])
+            have += int(ok.sum())
+            if have >= batch_size:
+                return torch.cat(picked_rows)[:batch_size], torch.cat(picked_envs)[:batch_size]
+        raise ValueError(f"replay buffer holds no window of length {context} to sample; use a larger buffer")
+
+    def _candidates(self, n: int, context: int, generator: torch.Generator):
         envs = torch.randint(self.num_envs, (n,), device=self.device, generator=generator)
         rows = (torch.rand(n, device=self.device, generator=generator) * self.size[envs]).long()
-        ok = self._sampleable(rows, envs, context)
-        pick = torch.argsort((~ok).to(torch.int8), stable=True)[:batch_size]
-        self.invalid_draws += (~ok[pick]).sum()
-        return rows[pick], envs[pick]
+        return rows, envs, self._sampleable(rows, envs, context)
 
     def sample(self, batch_size: int, context: int, generator: torch.Generator) -> Batch:
         rows, envs = self.sample_index(batch_size, context, generator)
@@ -199,6 +240,7 @@ class ReplayBuffer:
             other.ptr[e], other.size[e] = n % other.rows, n
             other._cur_step[e] = self._cur_step[e]
             other._written = max(other._written, n)
+        other._sync_host()
 
 
 class WindowTracker:

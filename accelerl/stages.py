@@ -35,6 +35,18 @@ from accelerl.switch import SwitchRule
 RESUMABLE_CHANGES = {"total_steps", "device", "run_dir"}
 
 
+def check_resumable(state: dict, cfg: TrainConfig) -> None:
+    """A checkpoint resumes only under the config it was written with (bar RESUMABLE_CHANGES)."""
+    saved, mine = dict(state["config"]), cfg.to_dict()
+    diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k) and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise CheckpointError(f"checkpoint was written with a different config (differs in: {', '.join(diff)})")
+    if cfg.total_steps < state["env_step"]:
+        raise CheckpointError(
+            f"--total-steps {cfg.total_steps} is below the checkpoint's step {state['env_step']}; nothing to resume"
+        )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,7 +132,7 @@ class Trainer:
     def run(self, resume_state: dict | None = None) -> dict:
         cfg = self.cfg
         if resume_state is None:
-            obs, _ = self.envs.reset(seed=[cfg.seed + i for i in range(cfg.num_envs)])
+            obs, _ = self.envs.reset(seed=[cfg.seed * 1000 + i for i in range(cfg.num_envs)])
             self.tracker.reset(as_obs_tensor(obs, self.device))
             resume_step = None
         else:
@@ -134,12 +146,12 @@ class Trainer:
             while self.env_step < cfg.total_steps:
                 self._collect()
                 self._train()
-                if self.stage == "stage1" and self.env_step >= cfg.learning_starts and self._due(cfg.bc_every):
+                if self.stage == "stage1" and self.env_step >= self.update_start and self._due(cfg.bc_every):
                     self._distill()
                 if self._due(cfg.eval_every):
                     self._evaluate()
                 if self.stage == "stage1" and (self.pending_switch or self.env_step >= self.switch_rule.cap):
-                    self._switch(self.pending_switch or f"reached --stage1-steps {self.switch_rule.cap}")
+                    self._switch(self.pending_switch or self._cap_reason())
                 if self._due(cfg.checkpoint_every):
                     self.save()
             if self.last_eval_step != self.env_step:
@@ -154,6 +166,11 @@ class Trainer:
             self.eval_env.close()
             if self.teacher_env is not None:
                 self.teacher_env.close()
+
+    def _cap_reason(self) -> str:
+        if self.cfg.auto_switch:
+            return f"reached the stage-1 cap (--switch-max-steps {self.switch_rule.cap})"
+        return f"reached --stage1-steps {self.switch_rule.cap}"
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -266,6 +283,15 @@ class Trainer:
                 self.loss_sums[name] = value.clone()
             self.loss_counts[name] = self.loss_counts.get(name, 0) + 1
 
+    def _check_weights(self) -> None:
+        for name, sd in self._networks().items():
+            for key, value in sd.items():
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise NonFiniteError(
+                        f"{name} weight {key} became non-finite before step {self.env_step}; stopped. The last good "
+                        f"checkpoint is in {self.run_dir / 'checkpoints'} (try a lower learning rate)"
+                    )
+
     def _check_finite(self) -> None:
         if int(self.buffer.invalid_draws):
             raise RuntimeError("replay sampling drew an unsampleable row; please report this as a bug")
@@ -337,6 +363,7 @@ class Trainer:
     def save(self) -> None:
         """Full state, written atomically; never a state that already holds a NaN loss."""
         self._check_finite()
+        self._check_weights()
         self._tick()
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                "gen": self.gen.get_state()}
@@ -362,11 +389,7 @@ class Trainer:
         self._plot()
 
     def _load_state(self, state: dict) -> None:
-        saved = dict(state["config"])
-        mine = self.cfg.to_dict()
-        diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k) and k not in RESUMABLE_CHANGES)
-        if diff:
-            raise CheckpointError(f"checkpoint was written with a different config (differs in: {', '.join(diff)})")
+        check_resumable(state, self.cfg)
         if state["stage"] == "stage2":
             self._enter_stage2()
             del self._stage1_buffer

@@ -52,15 +52,11 @@ def test_bad_input_is_one_error_line(args, needle, tmp_path):
     assert_one_error_line(rc, err, needle)
 
 
-@pytest.mark.xfail(reason="BUG: factory._make_raw only catches gym.error.Error; an id with a module prefix "
-                          "raises ModuleNotFoundError -> traceback, exit 1", strict=True)
 def test_env_id_with_unknown_module_is_one_error_line(tmp_path):
     rc, _, err = run_cli(["train", "--env", "no_such_module:Thing-v0", "--run-dir", tmp_path / "run"], cwd=tmp_path)
     assert_one_error_line(rc, err, "no_such_module")
 
 
-@pytest.mark.xfail(reason="BUG: cli.cmd_train calls run_dir.mkdir() unguarded; a --run-dir that is a file "
-                          "raises FileExistsError -> traceback, exit 1", strict=True)
 def test_run_dir_that_is_a_file_is_one_error_line(tmp_path):
     (tmp_path / "afile").write_text("x")
     rc, _, err = run_cli(["train", "--env", "Pendulum-v1", "--run-dir", tmp_path / "afile"], cwd=tmp_path)
@@ -122,17 +118,11 @@ def test_resume_with_a_different_config_is_refused(finished_run, tmp_path):
     assert last.startswith("accelerl: error:") and "context" in last, err
 
 
-@pytest.mark.xfail(reason="BUG: cli.cmd_train prints 'accelerl: run directory ...' (and rewrites config.json) "
-                          "before the checkpoint's config is compared, so the error is the second stderr line",
-                   strict=True)
 def test_resume_with_a_different_config_is_one_error_line(finished_run, tmp_path):
     rc, _, err = _resume_with_edited_context(finished_run, tmp_path)
     assert_one_error_line(rc, err, "context")
 
 
-@pytest.mark.xfail(reason="BUG: config.validate accepts a context longer than the ring of each env; no window "
-                          "is ever complete, sampling returns invalid rows and training dies with a RuntimeError "
-                          "traceback ('please report this as a bug')", strict=True)
 def test_context_longer_than_the_buffer_is_rejected(tmp_path):
     rc, _, err = run_cli(["train", "--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts", "50",
                           "--eval-every", "150", "--eval-episodes", "1", "--checkpoint-every", "150", "--bc-every", "50",
@@ -141,8 +131,6 @@ def test_context_longer_than_the_buffer_is_rejected(tmp_path):
     assert_one_error_line(rc, err, "context")
 
 
-@pytest.mark.xfail(reason="BUG: with --learning-starts 0 the first BC round (stages.py _distill) runs before the "
-                          "buffer holds a complete transition -> ValueError traceback", strict=True)
 def test_bc_before_any_complete_transition_does_not_crash(tmp_path):
     rc, _, err = run_cli(["train", "--env", "Pendulum-v1", "--total-steps", "40", "--learning-starts", "0",
                           "--bc-every", "1", "--bc-updates", "1", "--eval-every", "40", "--eval-episodes", "1",

@@ -131,8 +131,6 @@ def test_train_writes_a_complete_run_directory(name, runs):
         assert state["nets"]["accelerator"]["encoder.inp.weight"].shape[1] == 5  # Hopper positions only
 
 
-@pytest.mark.xfail(reason="BUG: stages.py run() logs an automatic switch at --switch-max-steps as "
-                          "'reached --stage1-steps N' although --stage1-steps is auto", strict=True)
 def test_auto_switch_at_the_cap_names_the_cap(runs):
     run_dir, _ = runs("accelerate-sac")
     reason = read_summary(run_dir)["switch_reason"]

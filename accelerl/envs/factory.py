@@ -31,7 +31,7 @@ def _make_raw(env_id: str, **kwargs) -> gym.Env:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return gym.make(env_id, **kwargs)
-    except gym.error.Error as exc:  # NameNotFound, VersionNotFound, DependencyNotInstalled ...
+    except (gym.error.Error, ImportError) as exc:  # NameNotFound, VersionNotFound, a missing module ...
         raise ConfigError(f"unknown or unavailable env id {env_id!r}: {exc}") from None
 
 
