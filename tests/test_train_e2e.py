@@ -41,6 +41,10 @@ CASES = {
     # the paper's BC data (accelerator rollouts), two training envs, stage 2 without warm start
     "accelerate-td3-rollouts": ["--mode", "accelerate", "--algo", "td3", "--bc-data", "rollouts",
                                 "--bc-rollout-episodes", "1", "--num-envs", "2", "--no-stage2-warmstart"],
+    # the LSTM accelerator (and LSTM critic) in every mode and algorithm (TD3 accelerate: Hopper below)
+    **{f"{mode}-{algo}-lstm": ["--mode", mode, "--algo", algo, "--accelerator", "lstm", "--context", "4"]
+       for mode in ("accelerate", "scratch", "accelerator") for algo in ("td3", "sac")
+       if (mode, algo) != ("accelerate", "td3")},
 }
 HOPPER_MASKED = [
     "--env", "Hopper-v5", "--obs-mask", "velocities", "--mode", "accelerate", "--algo", "td3", "--total-steps", "600",
