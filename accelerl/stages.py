@@ -125,6 +125,12 @@ class Trainer:
             return {"transformer": self.transformer}
         return {"accelerator": self.accelerator}
 
+    @property
+    def rl_context(self) -> int:
+        """The window the RL networks read: 1 for an MLP actor and critic, so stage 1 gathers no
+        more than a plain MLP agent would."""
+        return max(self.rl.actor.encoder.context, self.rl.critic.enc1.context)
+
     def _due(self, every: int) -> bool:
         return self.env_step // every != (self.env_step - self.num_envs) // every
 
@@ -208,7 +214,7 @@ class Trainer:
             return
         self.update_debt += self.cfg.updates_per_step * self.num_envs
         while self.update_debt >= 1.0:
-            batch = self.buffer.sample(self.cfg.batch_size, self.context, self.gen)
+            batch = self.buffer.sample(self.cfg.batch_size, self.rl_context, self.gen)
             self._accumulate(self.rl.update(batch))
             self.update_debt -= 1.0
 
