@@ -83,9 +83,11 @@ class TrainConfig:
     bc_data: str = _f(
         "replay",
         "BC teacher data: replay (windows from the replay buffer relabelled by the current "
-        "accelerator) or rollouts (deterministic accelerator episodes in separate envs).",
-        ("replay", "rollouts"),
+        "accelerator), rollouts (deterministic accelerator episodes in separate envs), or dagger "
+        "(replay, plus a share of stage-1 episodes acted by the transformer).",
+        ("replay", "rollouts", "dagger"),
     )
+    dagger_fraction: float = _f(0.25, "With --bc-data dagger: share of stage-1 training episodes acted by the transformer.")
     bc_every: int = _f(1000, "Env steps between BC rounds.")
     bc_updates: int = _f(40, "Gradient steps per BC round (replay data).")
     bc_rollout_episodes: int = _f(2, "Accelerator episodes per BC round (rollouts data; their steps count).")
@@ -207,6 +209,8 @@ class TrainConfig:
                     f"--{_flag(name)} ({getattr(self, name)}) holds {per_env} steps per env, too few for windows of "
                     f"--context {self.context_len}; use at least {2 * (self.context_len + 1) * self.num_envs}"
                 )
+        if not 0.0 <= self.dagger_fraction <= 1.0:
+            raise ConfigError(f"--dagger-fraction must be in [0, 1], got {self.dagger_fraction}")
         if not 0.0 < self.switch_ratio:
             raise ConfigError(f"--switch-ratio must be > 0, got {self.switch_ratio}")
         return self

@@ -112,6 +112,9 @@ class Trainer:
         self.teacher_env = None  # built on first use by --bc-data rollouts
         self.teacher_steps = 0  # env steps spent on teacher rollouts (not training steps)
         self.bc_round = 0
+        self.np_rng = np.random.default_rng(cfg.seed)  # DAgger episode assignment
+        self.student_driven = np.zeros(cfg.num_envs, dtype=bool)  # envs whose episode the transformer acts
+        self.student_steps = 0
 
     # ------------------------------------------------------------------------------- properties
     @property
@@ -191,6 +194,12 @@ class Trainer:
         else:
             with torch.inference_mode():
                 action = self.rl.explore(window, mask)
+                if self.student_driven.any():
+                    # DAgger: the transformer acts in its episodes; the accelerator still labels.
+                    student = self.rl.explore(window, mask, actor=self.transformer)
+                    driven = torch.as_tensor(self.student_driven, device=self.device)
+                    action = torch.where(driven[:, None], student, action)
+                self.student_steps += int(self.student_driven.sum())
         next_obs, rew, term, trunc, info = self.envs.step(action.cpu().numpy())
         ended = term | trunc
         # One host->device copy for the step's outputs (observation, reward, flags).
@@ -206,8 +215,18 @@ class Trainer:
         for i in np.flatnonzero(ended):
             self.train_returns.append(float(self.ep_return[i]))
             self.ep_return[i] = 0.0
+        if self.cfg.bc_data == "dagger":
+            self._assign_drivers(ended)
         self.env_step += self.num_envs
         self.stage_steps[self.stage] = self.stage_steps.get(self.stage, 0) + self.num_envs
+
+    def _assign_drivers(self, ended: np.ndarray) -> None:
+        """Decide, per new episode, whether the transformer drives it (DAgger, stage 1 only)."""
+        if self.stage != "stage1" or self.env_step < self.cfg.learning_starts:
+            self.student_driven[:] = False
+            return
+        draws = self.np_rng.random(self.num_envs) < self.cfg.dagger_fraction
+        self.student_driven = np.where(ended, draws, self.student_driven)
 
     def _train(self) -> None:
         if self.env_step < self.update_start:
@@ -275,6 +294,7 @@ class Trainer:
     def _enter_stage2(self) -> None:
         cfg, old = self.cfg, self.rl
         self.stage = "stage2"
+        self.student_driven[:] = False
         self.rl = make_algo(cfg.algo, self.transformer, old.critic, cfg, critic_target=old.critic_target,
                             log_alpha=getattr(old, "log_alpha", None), act_dim=self.act_dim)
         self._stage1_buffer = self.buffer
@@ -383,7 +403,8 @@ class Trainer:
             "switch_reason": self.switch_reason, "pending_switch": self.pending_switch,
             "best_return": self.best_return, "last_eval": self.last_eval, "stage_time": self.stage_time,
             "stage_steps": self.stage_steps, "wall_time": self.wall_time, "teacher_steps": self.teacher_steps,
-            "bc_round": self.bc_round,
+            "bc_round": self.bc_round, "np_rng": self.np_rng.bit_generator.state,
+            "student_driven": self.student_driven.copy(), "student_steps": self.student_steps,
             "loss_sums": {k: v.cpu() for k, v in self.loss_sums.items()}, "loss_counts": self.loss_counts,
             "ep_return": self.ep_return.copy(), "train_returns": list(self.train_returns),
             "nets": self._networks(), "rl": self.rl.state_dict(),
@@ -401,10 +422,12 @@ class Trainer:
             del self._stage1_buffer
         for key in ("stage", "env_step", "eval_round", "last_eval_step", "update_debt", "update_start", "switch_step",
                     "switch_reason", "pending_switch", "best_return", "last_eval", "stage_time", "stage_steps",
-                    "wall_time", "loss_counts", "teacher_steps", "bc_round"):
+                    "wall_time", "loss_counts", "teacher_steps", "bc_round", "student_steps"):
             setattr(self, key, state[key])
         self.loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
         self.ep_return = state["ep_return"].copy()
+        self.np_rng.bit_generator.state = state["np_rng"]
+        self.student_driven = state["student_driven"].copy()
         self.train_returns = deque(state["train_returns"], maxlen=20)
         nets = state["nets"]
         if self.accelerator is not None:
@@ -436,7 +459,7 @@ class Trainer:
             "accelerl_version": __version__, "env": cfg.env, "obs_mask": cfg.obs_mask, "mode": cfg.mode,
             "algo": cfg.algo, "accelerator": cfg.accelerator_kind if cfg.mode != "scratch" else None,
             "seed": cfg.seed, "device": str(self.device), "env_steps": self.env_step,
-            "teacher_steps": self.teacher_steps,
+            "teacher_steps": self.teacher_steps, "student_steps": self.student_steps,
             "final_return": dict(self.last_eval),
             "best_return": None if self.best_return == -math.inf else self.best_return,
             "switch_step": self.switch_step, "switch_reason": self.switch_reason,

@@ -53,9 +53,16 @@ HOPPER_MASKED = [
 ]
 
 
+# DAgger: every stage-1 episode that starts after learning starts is acted by the transformer
+DAGGER = ["--mode", "accelerate", "--algo", "td3", "--bc-data", "dagger", "--dagger-fraction", "1.0",
+          "--stage1-steps", "500"]
+
+
 def case_args(name: str) -> list[str]:
     if name == "accelerate-lstm-hopper":
         return HOPPER_MASKED
+    if name == "accelerate-td3-dagger":
+        return [*PENDULUM_SHORT, *DAGGER]
     return [*PENDULUM_SHORT, *CASES[name]]
 
 
@@ -253,3 +260,13 @@ def test_predict_batch_matches_single(trained):
     batch.reset()
     for t in range(5):
         np.testing.assert_allclose(batch.predict(seqs[t]), np.stack([singles[ep][t] for ep in range(3)]), atol=1e-6)
+
+
+def test_dagger_lets_the_transformer_act_in_stage1_episodes(runs):
+    run_dir, _ = runs("accelerate-td3-dagger")
+    summary = read_summary(run_dir)
+    # Pendulum episodes are 200 steps and learning starts at 200: the episode that starts at
+    # step 200 began before learning started (accelerator), the one at 400 is the transformer's
+    # until the switch at 500.
+    assert summary["student_steps"] == 100
+    assert read_summary(run_dir)["teacher_steps"] == 0

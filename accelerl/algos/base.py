@@ -73,7 +73,7 @@ class OffPolicy:
         self.actor_opt.step()
 
     # subclasses: explore(window, mask) -> action; update(batch) -> dict of detached losses
-    def explore(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def explore(self, window: torch.Tensor, mask: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:

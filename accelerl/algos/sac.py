@@ -31,9 +31,11 @@ class SAC(OffPolicy):
         return self.log_alpha.detach().exp()
 
     @torch.no_grad()
-    def explore(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with evaluating(self.actor):
-            action, _ = self.actor.sample(window, mask)
+    def explore(self, window: torch.Tensor, mask: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
+        """A sample of the squashed Gaussian of ``actor`` (default: this agent's actor)."""
+        actor = actor if actor is not None else self.actor
+        with evaluating(actor):
+            action, _ = actor.sample(window, mask)
         return action
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:

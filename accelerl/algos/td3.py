@@ -16,10 +16,12 @@ class TD3(OffPolicy):
         self.actor_target = frozen_copy(actor)
 
     @torch.no_grad()
-    def explore(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # Exploration noise in every stage: the reference code forgot it in stage 2.
-        with evaluating(self.actor):
-            action = self.actor(window, mask)
+    def explore(self, window: torch.Tensor, mask: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
+        """Deterministic action plus Gaussian noise, of ``actor`` (default: this agent's actor).
+        Exploration noise in every stage: the reference code forgot it in stage 2."""
+        actor = actor if actor is not None else self.actor
+        with evaluating(actor):
+            action = actor(window, mask)
         noise = torch.randn_like(action) * self.cfg.exploration_noise
         return (action + noise).clamp(-1.0, 1.0)
 
