@@ -94,6 +94,7 @@ class TrainConfig:
     bc_epochs: int = _f(1, "Epochs over each round's windows (rollouts data).")
     bc_batch_size: int = _f(256, "Minibatch size of BC.")
     bc_lr: float = _f(3e-4, "Adam learning rate of BC.")
+    bc_actor_ascent: float = _f(0.0, "Weight of an extra BC term -Q(W, pi(W))/mean|Q| on the accelerator's critic (0 = off).")
     # --- automatic switch --------------------------------------------------------------------
     switch_ratio: float = _f(0.9, "Auto switch: transformer eval return >= ratio x accelerator's ...")
     switch_patience: int = _f(2, "... for this many consecutive evaluations ...")
@@ -209,6 +210,8 @@ class TrainConfig:
                     f"--{_flag(name)} ({getattr(self, name)}) holds {per_env} steps per env, too few for windows of "
                     f"--context {self.context_len}; use at least {2 * (self.context_len + 1) * self.num_envs}"
                 )
+        if self.bc_actor_ascent < 0:
+            raise ConfigError(f"--bc-actor-ascent must be >= 0, got {self.bc_actor_ascent}")
         if not 0.0 <= self.dagger_fraction <= 1.0:
             raise ConfigError(f"--dagger-fraction must be in [0, 1], got {self.dagger_fraction}")
         if not 0.0 < self.switch_ratio:

@@ -83,7 +83,8 @@ class Trainer:
         critic = build_critic(cfg, self.obs_dim, self.act_dim).to(dev)
         actor = self.transformer if cfg.mode == "scratch" else self.accelerator
         self.rl = make_algo(cfg.algo, actor, critic, cfg, act_dim=self.act_dim)
-        self.distiller = Distiller(self.transformer, self.accelerator, cfg.bc_lr) if cfg.mode == "accelerate" else None
+        self.distiller = (Distiller(self.transformer, self.accelerator, cfg.bc_lr, critic, cfg.bc_actor_ascent)
+                          if cfg.mode == "accelerate" else None)
         self.buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, dev)
         self.tracker = WindowTracker(cfg.num_envs, (self.obs_dim,), self.context, dev)
         self.switch_rule = SwitchRule(ratio=cfg.switch_ratio, patience=cfg.switch_patience,
@@ -104,6 +105,7 @@ class Trainer:
         self.stage_time: dict[str, float] = {}
         self.stage_steps: dict[str, int] = {}
         self.wall_time = 0.0
+        self._clock = time.perf_counter()
         self.loss_sums: dict[str, torch.Tensor] = {}
         self.loss_counts: dict[str, int] = {}
         self.ep_return = np.zeros(cfg.num_envs)

@@ -48,3 +48,30 @@ def test_enter_stage2_keeps_critic_targets_and_alpha(algo, tmp_path):
     finally:
         trainer.envs.close()
         trainer.eval_env.close()
+
+
+def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
+    """Resume in the middle of an automatic switch decision: the streak, the BC-loss history and
+    the random-policy baseline come back, so the resumed run switches when the original would."""
+    cfg = tiny_cfg("td3", tmp_path)
+    cfg.stage1_steps = "auto"
+    cfg.switch_max_steps = 900
+    trainer = Trainer(cfg, tmp_path)
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    obs, _ = trainer.envs.reset(seed=0)
+    trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
+    rule = trainer.switch_rule
+    rule.random_return = -1200.0
+    assert not rule.observe(300, -300.0, -350.0, 0.5)[0]  # close (94%), BC loss history too short
+    assert rule.streak == 1 and rule.bc_history == [0.5]
+    trainer.save()
+    from accelerl import checkpoint
+
+    state = checkpoint.load(tmp_path / "checkpoints" / "latest.pt")
+    resumed = Trainer(cfg, tmp_path)
+    resumed._load_state(state)
+    assert resumed.switch_rule.state_dict() == rule.state_dict()
+    assert resumed.switch_rule.cap == 900
+    for t in (trainer, resumed):
+        t.envs.close()
+        t.eval_env.close()

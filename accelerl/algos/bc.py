@@ -15,8 +15,13 @@ from accelerl.nets.heads import GaussianActor
 
 
 class Distiller:
-    def __init__(self, student: nn.Module, teacher: nn.Module, lr: float) -> None:
+    """``actor_ascent`` > 0 adds the TD3+BC-style term -lambda * Q(W, pi(W)) / mean|Q| on the
+    accelerator's critic, so the student can improve on the teacher where the critic says so."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, lr: float, critic: nn.Module | None = None,
+                 actor_ascent: float = 0.0) -> None:
         self.student, self.teacher = student, teacher
+        self.critic, self.actor_ascent = critic, actor_ascent
         self.opt = adam(student.parameters(), lr)
         self.gaussian = isinstance(student, GaussianActor)
         self.updates = 0
@@ -33,10 +38,17 @@ class Distiller:
     def loss(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.gaussian:
             mean, log_std = self.student(window, mask)
+            action = torch.tanh(mean)
             act_dim = mean.shape[-1]
-            return ((torch.tanh(mean) - labels[:, :act_dim]).pow(2).sum(-1).mean()
+            loss = ((action - labels[:, :act_dim]).pow(2).sum(-1).mean()
                     + 0.1 * (log_std - labels[:, act_dim:]).pow(2).sum(-1).mean())
-        return (self.student(window, mask) - labels).pow(2).sum(-1).mean()
+        else:
+            action = self.student(window, mask)
+            loss = (action - labels).pow(2).sum(-1).mean()
+        if self.actor_ascent > 0 and self.critic is not None:
+            q, _ = self.critic(window, mask, action)
+            loss = loss - self.actor_ascent * q.mean() / q.abs().mean().detach().clamp_min(1e-6)
+        return loss
 
     def update(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = self.loss(window, mask, labels)
