@@ -178,3 +178,21 @@ def _tensors(obj):
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             yield from _tensors(v)
+
+
+@pytest.mark.parametrize("what", ["config", "checkpoint"])
+def test_resume_of_a_run_from_another_version_is_one_error_line(what, finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    if what == "config":
+        cfg = json.loads((run / "config.json").read_text())
+        cfg["version"] = 99
+        (run / "config.json").write_text(json.dumps(cfg))
+    else:
+        import torch
+
+        state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+        state["format_version"] = 99
+        torch.save(state, run / "checkpoints" / "latest.pt")
+    rc, _, err = run_cli(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
+    assert_one_error_line(rc, err, "version" if what == "config" else "format")
