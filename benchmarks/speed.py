@@ -107,7 +107,7 @@ def accelerl_stage_sps(env_id: str, mode: str, algo: str, warmup: int, steps: in
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--algo", default="td3", choices=("td3", "sac"))
@@ -115,8 +115,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="random steps before updates (not measured)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     w, n = args.warmup, args.steps
     rows = [("plain single-file MLP TD3", plain_td3_steps_per_s(args.env, w, n, args.seed))]
@@ -145,7 +146,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
 
-    out_dir = ROOT / "benchmarks" / "results"
+    out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "speed.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)

@@ -49,7 +49,7 @@ def run_one(flags: list[str], run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--obs-mask", default=None)
@@ -60,13 +60,15 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-switching"))
+    parser.add_argument("--extra", default="", help="more train flags for every run, e.g. '--d-model 64'")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     base = ["--env", args.env, "--algo", args.algo, "--total-steps", str(args.total_steps),
             "--learning-starts", str(args.learning_starts), "--eval-every", str(args.eval_every),
             "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", str(args.total_steps),
-            "--bc-every", "500", "--bc-updates", "20", "--buffer-size", "200000"]
+            "--bc-every", "500", "--bc-updates", "20", "--buffer-size", "200000", *args.extra.split()]
     if args.obs_mask:
         base += ["--obs-mask", args.obs_mask]
     tag = args.env + (f"-{args.obs_mask}" if args.obs_mask else "")
@@ -86,7 +88,7 @@ def main() -> None:
                             "wall_time_s": summary["wall_time_s"]})
             print(json.dumps(results[-1]), flush=True)
 
-    out_dir = ROOT / "benchmarks" / "results"
+    out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / f"switching-{tag}.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(results[0]))

@@ -1,0 +1,179 @@
+"""Learning: accelerated transformer vs transformer from scratch vs accelerator alone.
+
+Run by hand (not in CI). Same envs, seeds, evaluation and budget for every mode; runs go in
+parallel processes and a re-run skips finished runs and resumes interrupted ones:
+
+    python benchmarks/learning.py --budget small --jobs 2 --write-docs     # Hopper-v5, 2 seeds
+    python benchmarks/learning.py --budget paper --jobs 16                # 4 tasks x {MDP, -P} x TD3/SAC, 5 seeds, 1M steps
+
+Outputs: ``<results-dir>/learning.csv`` (final and area-under-curve return per run), one figure
+per task (mean across seeds with a 95% bootstrap band), and with ``--write-docs`` the learning
+section of docs/RESULTS.md. Across seeds: the mean with < 5 runs, the interquartile mean with >= 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from accelerl.plots import read_metrics
+from accelerl.stats import area_under_curve, bootstrap
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from speed import replace_section  # noqa: E402
+
+BUDGETS = {
+    "small": {"envs": ["Hopper-v5"], "masks": ["none"], "algos": ["td3"], "seeds": [0, 1], "total_steps": 50_000,
+              "eval_every": 5_000, "eval_episodes": 10, "learning_starts": 5_000},
+    "paper": {"envs": ["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5"], "masks": ["none", "velocities"],
+              "algos": ["td3", "sac"], "seeds": [0, 1, 2, 3, 4], "total_steps": 1_000_000, "eval_every": 10_000,
+              "eval_episodes": 10, "learning_starts": 25_000},
+}
+MODES = ["accelerate", "scratch", "accelerator"]
+
+
+def policy_of(mode: str) -> str:
+    return "accelerator" if mode == "accelerator" else "transformer"
+
+
+def run(flags: list[str], run_dir: Path, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if (run_dir / "summary.json").exists():
+        return
+    if (run_dir / "checkpoints" / "latest.pt").exists():
+        cmd = [sys.executable, "-m", "accelerl.cli", "train", "--resume", str(run_dir)]
+    else:
+        cmd = [sys.executable, "-m", "accelerl.cli", "train", *flags, "--run-dir", str(run_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+
+
+def curve(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = [r for r in read_metrics(run_dir) if r["policy"] == policy_of(mode) and r["return_mean"]]
+    steps = np.array([int(r["env_step"]) for r in rows])
+    returns = np.array([float(r["return_mean"]) for r in rows])
+    order = np.argsort(steps, kind="stable")
+    steps, returns = steps[order], returns[order]
+    keep = np.r_[steps[1:] != steps[:-1], True]  # one value per step (the last logged)
+    return steps[keep], returns[keep]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", choices=list(BUDGETS), default="small")
+    parser.add_argument("--envs", nargs="+")
+    parser.add_argument("--masks", nargs="+", help="'none' and/or an --obs-mask value")
+    parser.add_argument("--algos", nargs="+")
+    parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--total-steps", type=int)
+    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--eval-episodes", type=int)
+    parser.add_argument("--learning-starts", type=int)
+    parser.add_argument("--extra", default="", help="more train flags for every run, e.g. '--d-model 64'")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-learning"))
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args(argv)
+    b = dict(BUDGETS[args.budget])
+    for key in ("envs", "masks", "algos", "seeds", "total_steps", "eval_every", "eval_episodes", "learning_starts"):
+        if getattr(args, key) is not None:
+            b[key] = getattr(args, key)
+
+    jobs = []
+    for env, mask, algo, mode, seed in itertools.product(b["envs"], b["masks"], b["algos"], args.modes, b["seeds"]):
+        flags = ["--env", env, "--algo", algo, "--mode", mode, "--seed", str(seed), "--total-steps",
+                 str(b["total_steps"]), "--eval-every", str(b["eval_every"]), "--eval-episodes",
+                 str(b["eval_episodes"]), "--learning-starts", str(b["learning_starts"]),
+                 "--checkpoint-every", str(max(b["eval_every"], b["total_steps"] // 10)), *args.extra.split()]
+        if mask != "none":
+            flags += ["--obs-mask", mask]
+        task = env + ("" if mask == "none" else f"-{mask}")
+        jobs.append(((task, algo, mode, seed), flags, Path(args.out) / task / algo / mode / f"s{seed}"))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda j: run(j[1], j[2], threads), jobs))
+
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    per_run = []
+    for (task, algo, mode, seed), _, run_dir in jobs:
+        steps, returns = curve(run_dir, mode)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        per_run.append({"task": task, "algo": algo, "mode": mode, "seed": seed, "final": returns[-1],
+                        "auc": area_under_curve(steps, returns), "wall_time_s": summary["wall_time_s"],
+                        "switch_step": summary["switch_step"], "steps": steps, "returns": returns})
+    with (results_dir / "learning.csv").open("w", newline="") as fh:
+        fields = ["task", "algo", "mode", "seed", "final", "auc", "wall_time_s", "switch_step"]
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(per_run)
+
+    lines = [f"Command: `python benchmarks/learning.py --budget {args.budget}"
+             + ("" if argv is None else " ...") + f"` ({platform.machine()}, {os.cpu_count()} cores; "
+             f"{len(b['seeds'])} seed(s), {b['total_steps']} env steps, {b['eval_episodes']} deterministic eval "
+             f"episodes every {b['eval_every']} steps; mean (IQM with >= 5 runs) and 95% bootstrap interval).", "",
+             "| task | algo | mode | final return | area under curve | wall time (s) |", "|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in per_run:
+        groups.setdefault((r["task"], r["algo"], r["mode"]), []).append(r)
+    for (task, algo, mode), runs in groups.items():
+        fin = bootstrap(np.array([r["final"] for r in runs]))
+        auc = bootstrap(np.array([r["auc"] for r in runs]))
+        wall = np.mean([r["wall_time_s"] for r in runs])
+        lines.append(f"| {task} | {algo} | {mode} | {fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | "
+                     f"{auc.point:.0f} [{auc.low:.0f}, {auc.high:.0f}] | {wall:.0f} |")
+    figures = plot_groups(groups, results_dir)
+    lines += ["", *[f"![{f.stem}]({os.path.relpath(f, ROOT / 'docs')})" for f in figures]]
+    table = "\n".join(lines)
+    print(table)
+    if args.write_docs:
+        replace_section(ROOT / "docs" / "RESULTS.md", "learning", table)
+
+
+def plot_groups(groups: dict[tuple, list[dict]], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for task, algo in sorted({(t, a) for t, a, _ in groups}):
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for mode in MODES:
+            runs = groups.get((task, algo, mode))
+            if not runs:
+                continue
+            common = sorted(set.intersection(*(set(r["steps"].tolist()) for r in runs)))
+            table = np.array([[r["returns"][list(r["steps"]).index(s)] for s in common] for r in runs])
+            est = [bootstrap(table[:, i]) for i in range(len(common))]
+            ax.plot(common, [e.point for e in est], label=f"{mode} ({policy_of(mode)})")
+            ax.fill_between(common, [e.low for e in est], [e.high for e in est], alpha=0.2)
+        ax.set_title(f"{task} {algo}")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out_dir / f"learning-{task}-{algo}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figures.append(path)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

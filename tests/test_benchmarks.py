@@ -1,0 +1,64 @@
+"""Smoke runs of every benchmark script at a toy budget (the real runs are by hand)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+from conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_speed_benchmark_smoke(tmp_path, capsys):
+    load("speed").main(["--env", "Pendulum-v1", "--steps", "64", "--warmup", "64", "--results-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| accelerl --mode accelerate, stage 1 |" in out and "target: at most 1.3x" in out
+    assert len(rows(tmp_path / "speed.csv")) == 5
+
+
+def test_switching_benchmark_smoke(tmp_path, capsys):
+    extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
+    load("switching").main(["--env", "Pendulum-v1", "--total-steps", "800", "--learning-starts", "200",
+                            "--eval-every", "200", "--eval-episodes", "1", "--out", str(tmp_path / "runs"),
+                            "--results-dir", str(tmp_path), "--extra", f"{extra} --bc-every 100"])
+    table = rows(tmp_path / "switching-Pendulum-v1.csv")
+    assert {r["config"] for r in table} >= {"auto switch, replay BC", "fixed switch at 400, replay BC",
+                                            "auto switch, rollouts BC", "auto switch, dagger BC"}
+    rollouts = next(r for r in table if r["config"] == "auto switch, rollouts BC")
+    assert int(rollouts["env_steps"]) > 800  # teacher rollout steps are counted
+    assert "| configuration |" in capsys.readouterr().out
+
+
+def test_learning_benchmark_smoke_and_resume(tmp_path, capsys):
+    extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
+    argv = ["--envs", "Pendulum-v1", "--masks", "none", "--algos", "td3", "--modes", "accelerate", "scratch",
+            "--seeds", "0", "1", "--total-steps", "600", "--eval-every", "200", "--eval-episodes", "1",
+            "--learning-starts", "200", "--extra", f"{extra} --stage1-steps 300", "--jobs", "2",
+            "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path)]
+    learning = load("learning")
+    learning.main(argv)
+    table = rows(tmp_path / "learning.csv")
+    assert len(table) == 4 and {r["mode"] for r in table} == {"accelerate", "scratch"}
+    assert (tmp_path / "learning-Pendulum-v1-td3.png").stat().st_size > 0
+    first = capsys.readouterr().out
+    assert "| Pendulum-v1 | td3 | accelerate |" in first
+    # A second call finds every run finished and only re-aggregates.
+    mtime = (tmp_path / "runs" / "Pendulum-v1" / "td3" / "scratch" / "s0" / "summary.json").stat().st_mtime
+    learning.main(argv)
+    assert (tmp_path / "runs" / "Pendulum-v1" / "td3" / "scratch" / "s0" / "summary.json").stat().st_mtime == mtime
