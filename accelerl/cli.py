@@ -36,8 +36,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         if f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
+            bare = {"nargs": "?", "const": f.metadata["bare"]} if f.metadata.get("bare") else {}
             p.add_argument(flag, type=_TYPES[f.type], default=None, choices=f.metadata.get("choices"),
-                           metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text)
+                           metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text, **bare)
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="Continue an interrupted run from its last checkpoint (its saved config is used; "
                         "only --total-steps and --device may change).")

@@ -17,8 +17,9 @@ from accelerl.errors import ConfigError
 CONFIG_VERSION = 1
 
 
-def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, bare: str | None = None) -> Any:
+    """A config field; ``bare`` is the value of the flag given without one (``--pixels``)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "bare": bare})
 
 
 @dataclass
@@ -31,6 +32,14 @@ class TrainConfig:
         "'positions' hides positions (keeps velocities, '-V'), or explicit indices '0,1,2' to keep.",
     )
     num_envs: int = _f(1, "Parallel training envs (gymnasium SyncVectorEnv).")
+    pixels: str | None = _f(
+        None,
+        "Image observations of a MuJoCo task, rendered off-screen: 'rgb' (the bare flag) or 'state+rgb' "
+        "(proprioceptive state beside each frame). Uses a CNN accelerator.",
+        ("rgb", "state+rgb"),
+        bare="rgb",
+    )
+    image_size: int = _f(64, "With --pixels: frames are IMAGE_SIZE x IMAGE_SIZE RGB, stored once as uint8.")
     # --- method ------------------------------------------------------------------------------
     mode: str = _f(
         "accelerate",
@@ -40,7 +49,8 @@ class TrainConfig:
     )
     algo: str = _f("td3", "Off-policy algorithm for the accelerator and the transformer.", ("td3", "sac"))
     accelerator: str = _f(
-        "auto", "Accelerator network; auto = lstm with --obs-mask, mlp otherwise.", ("auto", "mlp", "lstm")
+        "auto", "Accelerator network; auto = cnn with --pixels, lstm with --obs-mask, mlp otherwise.",
+        ("auto", "mlp", "lstm", "cnn"),
     )
     preset: str = _f("paper", "Named defaults: paper (reference settings) or quick (minutes on CPU).",
                      ("paper", "quick"))
@@ -53,7 +63,9 @@ class TrainConfig:
     )
     learning_starts: int = _f(25_000, "Uniform-random env steps before the first update.")
     # --- replay ------------------------------------------------------------------------------
-    buffer_size: int = _f(1_000_000, "Replay capacity (transitions) for stage 1, scratch and accelerator modes.")
+    buffer_size: int | None = _f(
+        None, "Replay capacity (transitions) for stage 1, scratch and accelerator modes; default 1M, 100k with --pixels."
+    )
     stage2_buffer_size: int = _f(20_000, "Replay capacity of the fresh stage-2 buffer (paper: 10-20k).")
     stage2_warmstart: bool = _f(True, "Fill the stage-2 buffer with the last transitions of stage 1.")
     context: int | None = _f(None, "Context window C of the transformer (and LSTM); default 3, or 10 with --obs-mask.")
@@ -79,6 +91,16 @@ class TrainConfig:
     d_ff: int = _f(512, "Transformer feed-forward width.")
     dropout: float = _f(0.05, "Transformer dropout (off in evaluation and acting).")
     positions: str = _f("sinusoidal", "Transformer position encoding.", ("sinusoidal", "learned"))
+    frame_stack: int = _f(3, "CNN accelerator: frames it sees (the last FRAME_STACK of the window, each through one CNN).")
+    cnn_features: int = _f(50, "Features per frame out of the CNN (then LayerNorm + tanh), before the state is appended.")
+    augment: str = _f("shift", "CNN training-time augmentation: shift (random +-4 px shifts, as in DrQ) or none.",
+                      ("shift", "none"))
+    transformer_cnn: str = _f(
+        "scratch",
+        "The transformer's per-frame CNN in stage 1: scratch (its own, trained by BC) or accelerator (a frozen copy "
+        "of the accelerator's CNN, refreshed every BC round; trainable from the switch on).",
+        ("scratch", "accelerator"),
+    )
     # --- behaviour cloning (stage 1) ---------------------------------------------------------
     bc_data: str = _f(
         "replay",
@@ -114,6 +136,8 @@ class TrainConfig:
     def accelerator_kind(self) -> str:
         if self.accelerator != "auto":
             return self.accelerator
+        if self.pixels:
+            return "cnn"
         return "lstm" if self.obs_mask else "mlp"
 
     @property
@@ -121,6 +145,11 @@ class TrainConfig:
         if self.context is not None:
             return self.context
         return 10 if self.obs_mask else 3
+
+    @property
+    def window_len(self) -> int:
+        """Observations kept per env while acting: enough for the transformer and the accelerator."""
+        return max(self.context_len, self.frame_stack if self.accelerator_kind == "cnn" else 1)
 
     @property
     def auto_switch(self) -> bool:
@@ -159,15 +188,19 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
-            if choices and value not in choices:
+            if choices and value not in choices and not (value is None and f.type.endswith("None")):
                 raise ConfigError(f"--{_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
-        positive = ["num_envs", "total_steps", "buffer_size", "stage2_buffer_size", "batch_size",
+        positive = ["num_envs", "total_steps", "image_size", "frame_stack", "cnn_features", "stage2_buffer_size",
+                    "batch_size",
                     "policy_delay", "hidden_size", "hidden_layers", "d_model", "n_heads", "n_layers", "d_ff",
                     "bc_every", "bc_updates", "bc_rollout_episodes", "bc_epochs", "bc_batch_size",
                     "eval_every", "eval_episodes", "checkpoint_every", "switch_patience"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.buffer_size is None:
+            self.buffer_size = 100_000 if self.pixels else 1_000_000
+        self._validate_pixels()
         if self.context is not None and self.context < 1:
             raise ConfigError(f"--context must be >= 1, got {self.context}")
         if self.learning_starts < 0:
@@ -217,6 +250,18 @@ class TrainConfig:
         if not 0.0 < self.switch_ratio:
             raise ConfigError(f"--switch-ratio must be > 0, got {self.switch_ratio}")
         return self
+
+    def _validate_pixels(self) -> None:
+        if self.buffer_size < 1:
+            raise ConfigError(f"--buffer-size must be >= 1, got {self.buffer_size}")
+        if self.accelerator_kind == "cnn" and not self.pixels:
+            raise ConfigError("--accelerator cnn needs image observations (--pixels)")
+        if self.pixels and self.accelerator_kind != "cnn":
+            raise ConfigError(f"--pixels needs the cnn accelerator, not --accelerator {self.accelerator}")
+        if self.pixels == "rgb" and self.obs_mask:
+            raise ConfigError("--obs-mask masks the state, and --pixels rgb has none; use --pixels state+rgb")
+        if self.pixels and self.image_size < 24:
+            raise ConfigError(f"--image-size must be >= 24 for the CNN, got {self.image_size}")
 
 
 def _flag(name: str) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from accelerl import checkpoint
 from accelerl.config import TrainConfig
-from accelerl.envs import EnvSpec, make_vector_env, probe_env
+from accelerl.envs import EnvSpec, make_single_env, make_vector_env, probe_env
 from accelerl.errors import CheckpointError
 from accelerl.evaluation import EvalResult, deterministic, run_episodes
 from accelerl.nets import build_accelerator_actor, build_transformer_actor
@@ -24,7 +25,7 @@ from accelerl.replay import WindowTracker, as_obs_tensor
 class Policy:
     def __init__(self, actor: torch.nn.Module, cfg: TrainConfig, spec: EnvSpec, device: torch.device) -> None:
         self.actor, self.cfg, self.spec, self.device = actor.eval(), cfg, spec, device
-        self.context = cfg.context_len
+        self.context = cfg.window_len
         self._tracker: WindowTracker | None = None
         low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
         self._low, self._scale = low, (high - low) / 2.0
@@ -36,12 +37,16 @@ class Policy:
     @torch.inference_mode()
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action, in the env's own action units, for a raw (unmasked) observation
-        of the next step of the current episode; a batch [N, obs] acts for N episodes."""
+        (or one from ``make_env()``) of the next step of the current episode; a batch [N, obs]
+        acts for N episodes. A pixel policy takes ``make_env()``'s observations (frame, state)."""
         obs = np.asarray(obs, dtype=np.float32)
         single = obs.ndim == 1
         obs = obs[None] if single else obs
-        if self.spec.keep is not None:
+        if self.spec.keep is not None and not self.spec.pixels and obs.shape[1] != self.spec.obs_dim:
             obs = obs[:, list(self.spec.keep)]
+        if obs.shape[1] != self.spec.obs_dim:
+            raise ValueError(f"observation has {obs.shape[1]} features; this policy takes {self.spec.obs_dim}"
+                             + (" (use Policy.make_env() for its frames)" if self.spec.pixels else ""))
         x = as_obs_tensor(obs, self.device)
         if self._tracker is None or self._tracker.hist.shape[0] != len(obs):
             self._tracker = WindowTracker(len(obs), obs.shape[1:], self.context, self.device)
@@ -51,6 +56,11 @@ class Policy:
         unit = self.actor.act(*self._tracker.window()).cpu().numpy()
         action = self._low + (unit + 1.0) * self._scale
         return action[0] if single else action
+
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """The task as this policy sees it (observations masked, or rendered frames) with actions
+        in the env's own units, ready for ``predict``; needed for pixel policies."""
+        return make_single_env(self.spec, rescale_actions=False, render_mode=render_mode)
 
     def evaluate(self, episodes: int = 10, seed: int = 12345, video: Path | None = None) -> EvalResult:
         """Deterministic episodes on seeds seed..seed+episodes-1 (one GIF of the first if ``video``)."""
@@ -81,9 +91,9 @@ def load_policy(run_dir: str | Path, which: str = "transformer", checkpoint_name
     if which not in state["nets"]:
         have = ", ".join(k for k in state["nets"] if k != "critic")
         raise CheckpointError(f"this run has no {which} policy (it has: {have})")
-    spec = probe_env(cfg.env, cfg.obs_mask)
+    spec = probe_env(cfg.env, cfg.obs_mask, cfg.pixels, cfg.image_size)
     build = build_transformer_actor if which == "transformer" else build_accelerator_actor
-    actor = build(cfg, spec.obs_dim, spec.act_dim)
+    actor = build(cfg, spec)
     try:
         actor.load_state_dict(state["nets"][which])
     except RuntimeError as exc:

@@ -7,7 +7,9 @@ it; its next observation is simply the following row. When an episode ends we wr
 
 * every observation is stored once (memory O(N), not O(N*C); one extra row per episode),
 * the next window W_{t+1} is the window of row t+1, gathered by the same code as W_t,
-* truncated episodes bootstrap from their real final observation; terminated ones do not.
+* truncated episodes bootstrap from their real final observation; terminated ones do not,
+* with ``pixel_dims`` > 0, the first ``pixel_dims`` features of each observation (a frame with
+  values 0..255) are stored as uint8 and the rest as float32, so a frame costs its H*W*C bytes.
 
 A window of row t holds rows t-C+1..t; positions before the episode start (and only those) are
 masked and padded by repeating the episode's first observation, exactly as ``WindowTracker``
@@ -52,7 +54,7 @@ class ReplayBuffer:
         obs_shape: tuple[int, ...],
         act_dim: int,
         device: torch.device | str = "cpu",
-        obs_dtype: torch.dtype = torch.float32,
+        pixel_dims: int = 0,
     ) -> None:
         self.num_envs = num_envs
         self.rows = max(2, -(-capacity // num_envs))
@@ -60,7 +62,12 @@ class ReplayBuffer:
         self.device = torch.device(device)
         shape = (self.rows, num_envs)
         kw = {"device": self.device}
-        self.obs = torch.zeros(*shape, *obs_shape, dtype=obs_dtype, **kw)
+        if pixel_dims and (len(obs_shape) != 1 or not 0 < pixel_dims <= obs_shape[0]):
+            raise ValueError(f"pixel_dims {pixel_dims} does not fit a flat observation of shape {obs_shape}")
+        self.pixel_dims = pixel_dims
+        self.pixels = torch.zeros(*shape, pixel_dims, dtype=torch.uint8, **kw)
+        state_shape = (obs_shape[0] - pixel_dims,) if pixel_dims else obs_shape
+        self.obs = torch.zeros(*shape, *state_shape, **kw)
         self.act = torch.zeros(*shape, act_dim, **kw)
         self.rew = torch.zeros(*shape, **kw)
         self.term = torch.zeros(*shape, dtype=torch.bool, **kw)
@@ -89,8 +96,13 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         return sum(t.element_size() * t.nelement() for t in self._tensors().values())
 
+    @property
+    def bytes_per_row(self) -> float:
+        """Storage per stored observation, everything included (the docs report it for frames)."""
+        return self.nbytes / self.capacity
+
     def _tensors(self) -> dict[str, torch.Tensor]:
-        names = ("obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step", "ptr", "size",
+        names = ("pixels", "obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step", "ptr", "size",
                  "_cur_step", "invalid_draws")
         return {name: getattr(self, name) for name in names}
 
@@ -122,6 +134,9 @@ class ReplayBuffer:
         self._ptr_host[host_envs] = (host_rows + 1) % self.rows
         self._size_host[host_envs] = np.minimum(self._size_host[host_envs] + 1, self.rows)
         rows = self.ptr[envs]
+        if self.pixel_dims:
+            self.pixels[rows, envs] = obs[:, :self.pixel_dims].to(torch.uint8)
+            obs = obs[:, self.pixel_dims:]
         self.obs[rows, envs] = obs.to(self.obs.dtype)
         self.ep_step[rows, envs] = ep_step
         self.is_transition[rows, envs] = False
@@ -167,7 +182,10 @@ class ReplayBuffer:
         """Windows [B, C, ...] and masks [B, C] ending at ``rows`` of ``envs``."""
         offsets, mask = window_offsets(self._lookback(rows, envs), context)
         idx = (rows[:, None] - offsets) % self.rows
-        return self.obs[idx, envs[:, None]].float(), mask
+        window = self.obs[idx, envs[:, None]]
+        if self.pixel_dims:
+            window = torch.cat([self.pixels[idx, envs[:, None]].float(), window], dim=-1)
+        return window, mask
 
     def _sampleable(self, rows: torch.Tensor, envs: torch.Tensor, context: int) -> torch.Tensor:
         # Windows must be complete: a row whose episode predecessors were overwritten by the
@@ -234,7 +252,7 @@ class ReplayBuffer:
             if n == 0:
                 continue
             src = (self.ptr[e] - n + torch.arange(n, device=self.device)) % self.rows
-            for name in ("obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step"):
+            for name in ("pixels", "obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step"):
                 getattr(other, name)[:n, e] = getattr(self, name)[src, e].to(other.device)
             other.has_next[n - 1, e] = False  # its successor was not copied
             other.ptr[e], other.size[e] = n % other.rows, n

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from accelerl.algos import Distiller, make_algo
 from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text
 from accelerl.config import TrainConfig
 from accelerl.envs import get_env_state, make_vector_env, probe_env, set_env_state
-from accelerl.errors import CheckpointError, NonFiniteError
+from accelerl.errors import CheckpointError, ConfigError, NonFiniteError
 from accelerl.evaluation import deterministic, eval_seeds, run_episodes, uniform_random
 from accelerl.logger import RunLogger
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
@@ -47,12 +48,24 @@ def check_resumable(state: dict, cfg: TrainConfig) -> None:
         )
 
 
+def check_replay_fits(cfg: TrainConfig, spec) -> None:
+    """Refuse a replay buffer that cannot fit in this machine's memory, before allocating it."""
+    row = spec.pixel_dims + 4 * (spec.state_dim + spec.act_dim + 1) + 12  # frame + floats + flags, ep_step
+    need = row * max(cfg.buffer_size, cfg.stage2_buffer_size)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > 0.8 * have:
+        raise ConfigError(f"a replay of {max(cfg.buffer_size, cfg.stage2_buffer_size)} transitions needs "
+                          f"{need / 2**30:.1f} GiB, more than this machine's {have / 2**30:.1f} GiB allows; "
+                          "lower --buffer-size")
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from accelerl.errors import ConfigError
-
         raise ConfigError("--device cuda was asked for but no CUDA device is available")
     return torch.device(name)
 
@@ -68,9 +81,9 @@ class Trainer:
         self.cfg, self.run_dir = cfg, run_dir
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        self.spec = probe_env(cfg.env, cfg.obs_mask)
+        self.spec = probe_env(cfg.env, cfg.obs_mask, cfg.pixels, cfg.image_size)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
-        self.context = cfg.context_len
+        self.context = cfg.window_len
         self.num_envs = cfg.num_envs
         self.envs = make_vector_env(self.spec, cfg.num_envs)
         self.eval_env = make_vector_env(self.spec, cfg.eval_episodes)
@@ -78,14 +91,23 @@ class Trainer:
         self.gen.manual_seed(cfg.seed)
 
         dev = self.device
-        self.accelerator = None if cfg.mode == "scratch" else build_accelerator_actor(cfg, self.obs_dim, self.act_dim).to(dev)
-        self.transformer = None if cfg.mode == "accelerator" else build_transformer_actor(cfg, self.obs_dim, self.act_dim).to(dev)
-        critic = build_critic(cfg, self.obs_dim, self.act_dim).to(dev)
+        check_replay_fits(cfg, self.spec)
+        # Build order (actors, then critic) fixes the init RNG stream; a CNN actor needs its critic first.
+        critic = build_critic(cfg, self.spec).to(dev) if cfg.accelerator_kind == "cnn" else None
+        self.accelerator = None if cfg.mode == "scratch" else build_accelerator_actor(cfg, self.spec, critic).to(dev)
+        self.transformer = None if cfg.mode == "accelerator" else build_transformer_actor(cfg, self.spec).to(dev)
+        critic = critic if critic is not None else build_critic(cfg, self.spec).to(dev)
+        # --transformer-cnn accelerator: in stage 1 the transformer's CNN is a frozen copy of the
+        # accelerator's, refreshed every BC round; it trains from the switch on.
+        self.student_cnn_frozen = bool(cfg.pixels) and cfg.mode == "accelerate" and cfg.transformer_cnn == "accelerator"
+        if self.student_cnn_frozen:
+            self.transformer.encoder.frame.requires_grad_(False)
         actor = self.transformer if cfg.mode == "scratch" else self.accelerator
         self.rl = make_algo(cfg.algo, actor, critic, cfg, act_dim=self.act_dim)
         self.distiller = (Distiller(self.transformer, self.accelerator, cfg.bc_lr, critic, cfg.bc_actor_ascent)
                           if cfg.mode == "accelerate" else None)
-        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, dev)
+        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, dev,
+                                   pixel_dims=self.spec.pixel_dims)
         self.tracker = WindowTracker(cfg.num_envs, (self.obs_dim,), self.context, dev)
         self.switch_rule = SwitchRule(ratio=cfg.switch_ratio, patience=cfg.switch_patience,
                                       plateau=cfg.switch_plateau, cap=cfg.stage1_cap,
@@ -240,6 +262,8 @@ class Trainer:
             self.update_debt -= 1.0
 
     def _distill(self) -> None:
+        if self.student_cnn_frozen:
+            self.transformer.encoder.frame.load_state_dict(self.rl.critic.enc1.frame.state_dict())
         if self.cfg.bc_data == "rollouts":
             self._distill_rollouts()
         else:
@@ -297,10 +321,13 @@ class Trainer:
         cfg, old = self.cfg, self.rl
         self.stage = "stage2"
         self.student_driven[:] = False
+        if self.student_cnn_frozen:
+            self.transformer.encoder.frame.requires_grad_(True)
         self.rl = make_algo(cfg.algo, self.transformer, old.critic, cfg, critic_target=old.critic_target,
                             log_alpha=getattr(old, "log_alpha", None), act_dim=self.act_dim)
         self._stage1_buffer = self.buffer
-        self.buffer = ReplayBuffer(cfg.stage2_buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, self.device)
+        self.buffer = ReplayBuffer(cfg.stage2_buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, self.device,
+                                   pixel_dims=self.spec.pixel_dims)
 
     # ------------------------------------------------------------------------------- evaluation
     def _accumulate(self, losses: dict[str, torch.Tensor]) -> None:

@@ -6,11 +6,16 @@ import pytest
 import torch
 
 from accelerl.config import build_config
+from accelerl.envs import EnvSpec
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
 from accelerl.nets.encoders import LastObsEncoder, LSTMEncoder, TransformerEncoder
 from accelerl.nets.heads import GaussianActor
 
 OBS, C = 5, 6
+
+
+def spec(obs_dim: int, act_dim: int) -> EnvSpec:
+    return EnvSpec("test", obs_dim, act_dim, None, None)
 
 
 def transformer(n_layers=1, dropout=0.0, positions="sinusoidal", context=C, d_model=32) -> TransformerEncoder:
@@ -96,7 +101,7 @@ def test_last_only_fast_path_equals_full_computation(n_layers):
 def test_eval_mode_is_deterministic_and_train_mode_with_dropout_is_not():
     cfg = build_config({"env": "Pendulum-v1", "d_model": 32, "d_ff": 64, "n_heads": 2, "hidden_size": 32,
                         "dropout": 0.3, "context": C})
-    actor = build_transformer_actor(cfg, OBS, 2)
+    actor = build_transformer_actor(cfg, spec(OBS, 2))
     window, mask = window_and_mask()
     actor.eval()
     a, b = actor(window, mask), actor(window, mask)
@@ -105,7 +110,7 @@ def test_eval_mode_is_deterministic_and_train_mode_with_dropout_is_not():
     c, d = actor(window, mask), actor(window, mask)
     assert not torch.allclose(c, d)
     # dropout 0: train mode is deterministic too
-    actor0 = build_transformer_actor(build_config({**cfg.to_dict(), "dropout": 0.0}), OBS, 2).train()
+    actor0 = build_transformer_actor(build_config({**cfg.to_dict(), "dropout": 0.0}), spec(OBS, 2)).train()
     assert torch.equal(actor0(window, mask), actor0(window, mask))
 
 
@@ -126,13 +131,13 @@ def test_lstm_and_mlp_encoders_read_the_tail_they_need():
 
 def test_builders_follow_the_config():
     mdp = build_config({"env": "Pendulum-v1", "hidden_size": 16, "d_model": 16, "n_heads": 2, "d_ff": 32})
-    assert isinstance(build_accelerator_actor(mdp, 3, 1).encoder, LastObsEncoder)
+    assert isinstance(build_accelerator_actor(mdp, spec(3, 1)).encoder, LastObsEncoder)
     pomdp = build_config({"env": "Pendulum-v1", "obs_mask": "velocities", "hidden_size": 16})
-    acc = build_accelerator_actor(pomdp, 2, 1)
+    acc = build_accelerator_actor(pomdp, spec(2, 1))
     assert isinstance(acc.encoder, LSTMEncoder) and acc.encoder.context == 10
-    assert isinstance(build_critic(pomdp, 2, 1).enc1, LSTMEncoder)
+    assert isinstance(build_critic(pomdp, spec(2, 1)).enc1, LSTMEncoder)
     sac = build_config({"env": "Pendulum-v1", "algo": "sac", "d_model": 16, "n_heads": 2, "d_ff": 32})
-    tr = build_transformer_actor(sac, 3, 1)
+    tr = build_transformer_actor(sac, spec(3, 1))
     assert isinstance(tr, GaussianActor) and isinstance(tr.encoder, TransformerEncoder)
     assert tr.encoder.context == 3
 

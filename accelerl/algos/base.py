@@ -36,6 +36,13 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
+def own_parameters(module: nn.Module, owner: nn.Module) -> list[nn.Parameter]:
+    """``module``'s parameters that are not ``owner``'s: a CNN actor reads its critic's encoder
+    but must not train it (the critic's optimiser does)."""
+    theirs = {id(p) for p in owner.parameters()}
+    return [p for p in module.parameters() if id(p) not in theirs]
+
+
 @torch.no_grad()
 def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
     t_params = [p for p in target.parameters()]
@@ -56,7 +63,7 @@ class OffPolicy:
         self.reset_optimizers()
 
     def reset_optimizers(self) -> None:
-        self.actor_opt = adam(self.actor.parameters(), self.cfg.actor_lr)
+        self.actor_opt = adam(own_parameters(self.actor, self.critic), self.cfg.actor_lr)
         self.critic_opt = adam(self.critic.parameters(), self.cfg.critic_lr)
 
     def _critic_step(self, batch: Batch, target: torch.Tensor) -> torch.Tensor:

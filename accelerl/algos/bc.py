@@ -22,7 +22,8 @@ class Distiller:
                  actor_ascent: float = 0.0) -> None:
         self.student, self.teacher = student, teacher
         self.critic, self.actor_ascent = critic, actor_ascent
-        self.opt = adam(student.parameters(), lr)
+        # Frozen parameters (a CNN copied from the accelerator) are left out.
+        self.opt = adam([p for p in student.parameters() if p.requires_grad], lr)
         self.gaussian = isinstance(student, GaussianActor)
         self.updates = 0
 

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from accelerl.envs.masks import resolve_mask
+from accelerl.envs.pixels import PixelObservation, choose_gl_backend, make_pixel_env
 from accelerl.errors import ConfigError
 
 
@@ -24,6 +25,22 @@ class EnvSpec:
     max_episode_steps: int | None
     action_low: tuple[float, ...] = ()
     action_high: tuple[float, ...] = ()
+    pixels: str | None = None  # None, "rgb" or "state+rgb"
+    image_size: int = 0
+
+    @property
+    def pixel_shape(self) -> tuple[int, int, int] | None:
+        """(channels, height, width) of the frame at the front of each observation, if any."""
+        return (3, self.image_size, self.image_size) if self.pixels else None
+
+    @property
+    def pixel_dims(self) -> int:
+        return 3 * self.image_size * self.image_size if self.pixels else 0
+
+    @property
+    def state_dim(self) -> int:
+        """Non-pixel features of an observation (after masking)."""
+        return self.obs_dim - self.pixel_dims
 
 
 def _make_raw(env_id: str, **kwargs) -> gym.Env:
@@ -35,8 +52,10 @@ def _make_raw(env_id: str, **kwargs) -> gym.Env:
         raise ConfigError(f"unknown or unavailable env id {env_id!r}: {exc}") from None
 
 
-def probe_env(env_id: str, obs_mask: str | None) -> EnvSpec:
+def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, image_size: int = 64) -> EnvSpec:
     """Check that a task is usable by continuous-control RL and describe it."""
+    if pixels:
+        choose_gl_backend()
     env = _make_raw(env_id)
     try:
         if not isinstance(env.action_space, gym.spaces.Box):
@@ -50,14 +69,22 @@ def probe_env(env_id: str, obs_mask: str | None) -> EnvSpec:
         if obs_mask:
             structure = getattr(env.unwrapped, "observation_structure", None)
             keep = tuple(int(i) for i in resolve_mask(obs_mask, env_id, obs_dim, structure))
+        state_dim = len(keep) if keep else obs_dim
+        if pixels:
+            probe = make_single_env(EnvSpec(env_id, 0, 0, keep, None, pixels=pixels, image_size=image_size))
+            probe.reset(seed=0)  # renders one frame: fails here, not mid-run, if GL is broken
+            probe.close()
+            state_dim = state_dim if pixels == "state+rgb" else 0
         return EnvSpec(
             env_id=env_id,
-            obs_dim=len(keep) if keep else obs_dim,
+            obs_dim=3 * image_size * image_size * bool(pixels) + state_dim,
             act_dim=int(env.action_space.shape[0]),
             keep=keep,
             max_episode_steps=env.spec.max_episode_steps if env.spec else None,
             action_low=tuple(float(x) for x in env.action_space.low),
             action_high=tuple(float(x) for x in env.action_space.high),
+            pixels=pixels,
+            image_size=image_size if pixels else 0,
         )
     finally:
         env.close()
@@ -67,15 +94,23 @@ def _select(obs: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return obs[keep]
 
 
-def _make_single(spec: EnvSpec, render: bool = False) -> gym.Env:
-    env = _make_raw(spec.env_id, render_mode="rgb_array" if render else None)
-    ones = np.ones(env.action_space.shape, dtype=np.float32)
-    env = gym.wrappers.RescaleAction(env, -ones, ones)
+def make_single_env(spec: EnvSpec, rescale_actions: bool = True, render_mode: str | None = None) -> gym.Env:
+    """One env yielding the observations the networks read: masked state, or a rendered frame
+    (+ state). Actions in [-1, 1] unless ``rescale_actions`` is False."""
+    if spec.pixels:
+        env = make_pixel_env(spec.env_id, spec.image_size)
+    else:
+        env = _make_raw(spec.env_id, render_mode=render_mode)
+    if rescale_actions:
+        ones = np.ones(env.action_space.shape, dtype=np.float32)
+        env = gym.wrappers.RescaleAction(env, -ones, ones)
     if spec.keep is not None:
         keep = np.asarray(spec.keep)
         low, high = env.observation_space.low[keep], env.observation_space.high[keep]
         space = gym.spaces.Box(low=low, high=high, dtype=env.observation_space.dtype)
         env = gym.wrappers.TransformObservation(env, functools.partial(_select, keep=keep), space)
+    if spec.pixels:
+        env = PixelObservation(env, spec.image_size, with_state=spec.pixels == "state+rgb")
     return env
 
 
@@ -83,6 +118,7 @@ def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False) -> gym.v
     """Envs reset in the same step they end (SAME_STEP), so the final observation comes in
     ``info['final_obs']`` and the returned observation already starts the next episode."""
     return gym.vector.SyncVectorEnv(
-        [functools.partial(_make_single, spec, render) for _ in range(num_envs)],
+        [functools.partial(make_single_env, spec, render_mode="rgb_array" if render else None)
+         for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )

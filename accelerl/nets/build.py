@@ -1,4 +1,4 @@
-"""Build the networks a config asks for."""
+"""Build the networks a config asks for, for a task described by an ``EnvSpec``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import functools
 from torch import nn
 
 from accelerl.config import TrainConfig
-from accelerl.nets.encoders import LastObsEncoder, LSTMEncoder, TransformerEncoder
+from accelerl.envs.factory import EnvSpec
+from accelerl.nets.encoders import (
+    DetachedEncoder,
+    FrameCNN,
+    FrameStackEncoder,
+    LastObsEncoder,
+    LSTMEncoder,
+    TransformerEncoder,
+)
 from accelerl.nets.heads import DeterministicActor, GaussianActor, TwinCritic
 
 
@@ -15,26 +23,45 @@ def _actor_cls(cfg: TrainConfig) -> type[nn.Module]:
     return GaussianActor if cfg.algo == "sac" else DeterministicActor
 
 
-def _accelerator_encoder(cfg: TrainConfig, obs_dim: int) -> nn.Module:
+def frame_cnn(cfg: TrainConfig, spec: EnvSpec) -> FrameCNN:
+    return FrameCNN(spec.pixel_shape, spec.state_dim, cfg.cnn_features, cfg.augment == "shift")
+
+
+def _accelerator_encoder(cfg: TrainConfig, spec: EnvSpec) -> nn.Module:
     if cfg.accelerator_kind == "lstm":
-        return LSTMEncoder(obs_dim, cfg.context_len, cfg.hidden_size)
-    return LastObsEncoder(obs_dim)
+        return LSTMEncoder(spec.obs_dim, cfg.context_len, cfg.hidden_size)
+    if cfg.accelerator_kind == "cnn":
+        return FrameStackEncoder(frame_cnn(cfg, spec), cfg.frame_stack)
+    return LastObsEncoder(spec.obs_dim)
 
 
-def build_accelerator_actor(cfg: TrainConfig, obs_dim: int, act_dim: int) -> nn.Module:
-    """MLP: 3x256 on o_t (reference code). LSTM: Linear-LSTM 256 over the window, one hidden layer."""
-    layers = cfg.hidden_layers if cfg.accelerator_kind == "mlp" else 1
-    return _actor_cls(cfg)(_accelerator_encoder(cfg, obs_dim), act_dim, cfg.hidden_size, layers)
+def _rl_layers(cfg: TrainConfig) -> int:
+    return 1 if cfg.accelerator_kind == "lstm" else cfg.hidden_layers
 
 
-def build_transformer_actor(cfg: TrainConfig, obs_dim: int, act_dim: int) -> nn.Module:
-    """Transformer over the window; the action is a linear read-out of the last token."""
-    enc = TransformerEncoder(obs_dim, cfg.context_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
-                             cfg.dropout, cfg.positions)
-    return _actor_cls(cfg)(enc, act_dim, cfg.hidden_size, 0)
+def build_critic(cfg: TrainConfig, spec: EnvSpec) -> TwinCritic:
+    """The accelerator's twin critic; stage 2 and scratch mode use the same architecture. A CNN
+    critic's two heads share one encoder."""
+    return TwinCritic(functools.partial(_accelerator_encoder, cfg, spec), spec.act_dim, cfg.hidden_size,
+                      _rl_layers(cfg), shared_encoder=cfg.accelerator_kind == "cnn")
 
 
-def build_critic(cfg: TrainConfig, obs_dim: int, act_dim: int) -> TwinCritic:
-    """The accelerator's twin critic; stage 2 and scratch mode use the same architecture."""
-    layers = cfg.hidden_layers if cfg.accelerator_kind == "mlp" else 1
-    return TwinCritic(functools.partial(_accelerator_encoder, cfg, obs_dim), act_dim, cfg.hidden_size, layers)
+def build_accelerator_actor(cfg: TrainConfig, spec: EnvSpec, critic: TwinCritic | None = None) -> nn.Module:
+    """MLP: 3x256 on o_t (reference code). LSTM: Linear-LSTM 256 over the window, one hidden
+    layer. CNN: reads the critic's encoder without training it (pass ``critic``; without one, as
+    when loading a saved policy, it gets its own copy of that encoder's architecture)."""
+    if cfg.accelerator_kind == "cnn":
+        inner = critic.enc1 if critic is not None else _accelerator_encoder(cfg, spec)
+        encoder: nn.Module = DetachedEncoder(inner)
+    else:
+        encoder = _accelerator_encoder(cfg, spec)
+    return _actor_cls(cfg)(encoder, spec.act_dim, cfg.hidden_size, _rl_layers(cfg))
+
+
+def build_transformer_actor(cfg: TrainConfig, spec: EnvSpec) -> nn.Module:
+    """Transformer over the window; the action is a linear read-out of the last token. With
+    pixels, each token is the transformer's own per-frame CNN features (+ state)."""
+    frame = frame_cnn(cfg, spec) if spec.pixels else None
+    enc = TransformerEncoder(spec.obs_dim, cfg.context_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
+                             cfg.dropout, cfg.positions, frame=frame)
+    return _actor_cls(cfg)(enc, spec.act_dim, cfg.hidden_size, 0)

@@ -99,13 +99,15 @@ class _Block(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    """Causal transformer over the window; features are the last token's output."""
+    """Causal transformer over the window; features are the last token's output. With a
+    ``frame`` encoder (pixels) each token is that encoder's features of one observation."""
 
     def __init__(self, obs_dim: int, context: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,
-                 dropout: float, positions: str) -> None:
+                 dropout: float, positions: str, frame: nn.Module | None = None) -> None:
         super().__init__()
         self.context = context
-        self.inp = nn.Linear(obs_dim, d_model)
+        self.frame = frame
+        self.inp = nn.Linear(frame.out_dim if frame is not None else obs_dim, d_model)
         if positions == "learned":
             self.pos = nn.Parameter(torch.randn(context, d_model) * 0.02)
         else:
@@ -118,6 +120,8 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         window, mask = window[:, -self.context:], mask[:, -self.context:]
+        if self.frame is not None:
+            window = self.frame(window.flatten(0, 1)).unflatten(0, window.shape[:2])
         x = self.drop(self.inp(window) + self.pos)
         # A query may see earlier real steps; padded queries also see themselves, so no row of
         # the attention matrix is empty (an all-masked row would make SDPA return NaN).
@@ -127,3 +131,72 @@ class TransformerEncoder(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, allowed, last_only=i == last)
         return self.norm(x[:, -1])
+
+
+def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """DrQ's augmentation: pad by replicating edges, then crop back at a random integer offset
+    per image (one vectorised gather, no Python loop over the batch)."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (n, 1, 1), device=images.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1, 1), device=images.device)
+    rows = (torch.arange(h, device=images.device)[None, :, None] + dy).expand(n, h, w)
+    cols = (torch.arange(w, device=images.device)[None, None, :] + dx).expand(n, h, w)
+    flat = rows * (w + 2 * pad) + cols  # [n, h, w] indices into each padded image
+    out = padded.flatten(2).gather(2, flat.flatten(1)[:, None].expand(-1, images.shape[1], -1))
+    return out.view_as(images)
+
+
+class FrameCNN(nn.Module):
+    """One observation -> features: the frame through 4 conv layers, a linear layer, LayerNorm
+    and tanh (the image-SAC encoder), with the state (if any) appended unchanged.
+
+    Input is the flat observation (frame in CHW order with values 0..255, then the state)."""
+
+    def __init__(self, pixel_shape: tuple[int, int, int], state_dim: int, features: int, augment: bool) -> None:
+        super().__init__()
+        self.pixel_shape, self.pixel_dims = pixel_shape, math.prod(pixel_shape)
+        self.augment = augment
+        c = pixel_shape[0]
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, 3, stride=2), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(), nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, *pixel_shape)).shape[1]
+        self.proj = nn.Sequential(nn.Linear(flat, features), nn.LayerNorm(features), nn.Tanh())
+        self.out_dim = features + state_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        images = obs[:, :self.pixel_dims].view(-1, *self.pixel_shape) / 255.0 - 0.5
+        if self.augment and self.training:
+            images = random_shift(images)
+        return torch.cat([self.proj(self.convs(images)), obs[:, self.pixel_dims:]], dim=-1)
+
+
+class FrameStackEncoder(nn.Module):
+    """The CNN accelerator's view: the last ``frames`` observations of the window, each through
+    one FrameCNN, features concatenated (late fusion, so the same per-frame CNN can serve the
+    transformer's tokens)."""
+
+    def __init__(self, frame: FrameCNN, frames: int) -> None:
+        super().__init__()
+        self.frame, self.context = frame, frames
+        self.out_dim = frame.out_dim * frames
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        window = window[:, -self.context:]
+        return self.frame(window.flatten(0, 1)).view(len(window), -1)
+
+
+class DetachedEncoder(nn.Module):
+    """An actor's view of its critic's encoder: the same weights, no gradient from the actor's
+    loss (image-based SAC practice: only the critic trains a shared encoder)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.context, self.out_dim = inner.context, inner.out_dim
+
+    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.inner(window, mask).detach()

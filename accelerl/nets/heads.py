@@ -55,15 +55,19 @@ class GaussianActor(nn.Module):
 
 
 class TwinCritic(nn.Module):
-    """Two independent Q(W, a) networks (clipped double-Q)."""
+    """Two Q(W, a) networks (clipped double-Q); with ``shared_encoder`` (CNN) the two heads read
+    one encoder, as in image-based SAC."""
 
-    def __init__(self, make_encoder, act_dim: int, hidden: int, layers: int) -> None:
+    def __init__(self, make_encoder, act_dim: int, hidden: int, layers: int, shared_encoder: bool = False) -> None:
         super().__init__()
-        self.enc1, self.enc2 = make_encoder(), make_encoder()
+        self.enc1 = make_encoder()
+        self.enc2 = self.enc1 if shared_encoder else make_encoder()
         self.q1 = mlp(self.enc1.out_dim + act_dim, hidden, layers, 1)
         self.q2 = mlp(self.enc2.out_dim + act_dim, hidden, layers, 1)
 
     def forward(self, window: torch.Tensor, mask: torch.Tensor, action: torch.Tensor):
-        q1 = self.q1(torch.cat([self.enc1(window, mask), action], -1)).squeeze(-1)
-        q2 = self.q2(torch.cat([self.enc2(window, mask), action], -1)).squeeze(-1)
+        feat1 = self.enc1(window, mask)
+        feat2 = feat1 if self.enc2 is self.enc1 else self.enc2(window, mask)
+        q1 = self.q1(torch.cat([feat1, action], -1)).squeeze(-1)
+        q2 = self.q2(torch.cat([feat2, action], -1)).squeeze(-1)
         return q1, q2
