@@ -39,7 +39,10 @@ class TrainConfig:
         ("rgb", "state+rgb"),
         bare="rgb",
     )
-    image_size: int = _f(64, "With --pixels: frames are IMAGE_SIZE x IMAGE_SIZE RGB, stored once as uint8.")
+    image_size: int = _f(64, "With --pixels or --obs rgb: frames are IMAGE_SIZE x IMAGE_SIZE RGB, stored once as uint8.")
+    obs: str = _f("state", "ManiSkill tasks: state, or rgb (base camera frame + proprioceptive/task state).",
+                  ("state", "rgb"))
+    control_mode: str = _f("pd_ee_delta_pos", "ManiSkill tasks: the robot's control mode.")
     # --- method ------------------------------------------------------------------------------
     mode: str = _f(
         "accelerate",
@@ -136,9 +139,18 @@ class TrainConfig:
     def accelerator_kind(self) -> str:
         if self.accelerator != "auto":
             return self.accelerator
-        if self.pixels:
+        if self.image_obs:
             return "cnn"
         return "lstm" if self.obs_mask else "mlp"
+
+    @property
+    def maniskill(self) -> bool:
+        return self.env.startswith("ManiSkill/")
+
+    @property
+    def image_obs(self) -> bool:
+        """Frames in the observation: --pixels (MuJoCo) or --obs rgb (ManiSkill)."""
+        return bool(self.pixels) or (self.maniskill and self.obs == "rgb")
 
     @property
     def context_len(self) -> int:
@@ -199,7 +211,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
         if self.buffer_size is None:
-            self.buffer_size = 100_000 if self.pixels else 1_000_000
+            self.buffer_size = 100_000 if self.image_obs else 1_000_000
         self._validate_pixels()
         if self.context is not None and self.context < 1:
             raise ConfigError(f"--context must be >= 1, got {self.context}")
@@ -254,13 +266,17 @@ class TrainConfig:
     def _validate_pixels(self) -> None:
         if self.buffer_size < 1:
             raise ConfigError(f"--buffer-size must be >= 1, got {self.buffer_size}")
-        if self.accelerator_kind == "cnn" and not self.pixels:
-            raise ConfigError("--accelerator cnn needs image observations (--pixels)")
-        if self.pixels and self.accelerator_kind != "cnn":
-            raise ConfigError(f"--pixels needs the cnn accelerator, not --accelerator {self.accelerator}")
+        if self.maniskill and self.pixels:
+            raise ConfigError("--pixels renders MuJoCo tasks; for ManiSkill camera frames use --obs rgb")
+        if not self.maniskill and self.obs != "state":
+            raise ConfigError("--obs rgb is for ManiSkill tasks; MuJoCo tasks take --pixels")
+        if self.accelerator_kind == "cnn" and not self.image_obs:
+            raise ConfigError("--accelerator cnn needs image observations (--pixels, or --obs rgb on ManiSkill)")
+        if self.image_obs and self.accelerator_kind != "cnn":
+            raise ConfigError(f"image observations need the cnn accelerator, not --accelerator {self.accelerator}")
         if self.pixels == "rgb" and self.obs_mask:
             raise ConfigError("--obs-mask masks the state, and --pixels rgb has none; use --pixels state+rgb")
-        if self.pixels and self.image_size < 24:
+        if self.image_obs and self.image_size < 24:
             raise ConfigError(f"--image-size must be >= 24 for the CNN, got {self.image_size}")
 
 

@@ -19,6 +19,8 @@ ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class EvalResult:
     returns: np.ndarray
     lengths: np.ndarray
+    success_once: np.ndarray | None = None  # per episode, for tasks that report info["success"]
+    success_at_end: np.ndarray | None = None
 
     @property
     def mean(self) -> float:
@@ -31,7 +33,9 @@ class EvalResult:
     def as_dict(self) -> dict[str, float]:
         return {"return_mean": self.mean, "return_std": self.std, "return_min": float(self.returns.min()),
                 "return_max": float(self.returns.max()), "ep_len_mean": float(self.lengths.mean()),
-                "episodes": len(self.returns)}
+                "episodes": len(self.returns),
+                **({"success_once": float(self.success_once.mean()), "success_at_end": float(self.success_at_end.mean())}
+                   if self.success_once is not None else {})}
 
 
 def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], context: int, device: torch.device,
@@ -46,6 +50,7 @@ def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], contex
     tracker = WindowTracker(n, obs.shape[1:], context, device)
     tracker.reset(as_obs_tensor(obs, device))
     returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+    success_once, success_at_end, reports_success = np.zeros(n, bool), np.zeros(n, bool), False
     active = np.ones(n, dtype=bool)
     while active.any():
         window, mask = tracker.window()
@@ -54,15 +59,29 @@ def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], contex
             windows.append((window[live].clone(), mask[live].clone()))
         with torch.inference_mode():
             action = act(window, mask)
-        obs, rew, term, trunc, _ = env.step(action.cpu().numpy())
+        obs, rew, term, trunc, info = env.step(action.cpu().numpy())
         if frames is not None and active[0]:
             frames.append(env.envs[0].render())
         returns += rew * active
         lengths += active
         done = term | trunc
+        # With same-step autoreset an ended env's step info moves to info["final_info"].
+        final_info = info.get("final_info") or {}
+        if "success" in info or "success" in final_info:
+            reports_success = True
+            success = np.zeros(n, dtype=bool)
+            if "success" in info:
+                success |= np.asarray(info["success"], dtype=bool) & np.asarray(info.get("_success", True), dtype=bool)
+            if "success" in final_info:
+                success = np.where(done, np.asarray(final_info["success"], dtype=bool), success)
+            success &= active
+            success_once |= success
+            success_at_end = np.where(active & done, success, success_at_end)
         active &= ~done
         tracker.step(as_obs_tensor(obs, device), done)
-    return EvalResult(returns, lengths)
+    if not reports_success:
+        return EvalResult(returns, lengths)
+    return EvalResult(returns, lengths, success_once, success_at_end)
 
 
 def deterministic(actor: torch.nn.Module) -> ActFn:

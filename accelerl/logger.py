@@ -12,8 +12,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 METRIC_COLUMNS = [
     "env_step", "stage", "policy", "return_mean", "return_std", "return_min", "return_max", "ep_len_mean",
-    "episodes", "wall_time", "steps_per_s", "critic_loss", "actor_loss", "bc_loss", "alpha", "train_return",
-    "event",
+    "episodes", "success_once", "success_at_end", "wall_time", "steps_per_s", "critic_loss", "actor_loss", "bc_loss",
+    "alpha", "train_return", "event",
 ]
 
 

@@ -15,7 +15,7 @@ import torch
 
 from accelerl import checkpoint
 from accelerl.config import TrainConfig
-from accelerl.envs import EnvSpec, make_single_env, make_vector_env, probe_env
+from accelerl.envs import EnvSpec, make_single_env, make_vector_env, probe_for
 from accelerl.errors import CheckpointError
 from accelerl.evaluation import EvalResult, deterministic, run_episodes
 from accelerl.nets import build_accelerator_actor, build_transformer_actor
@@ -91,7 +91,7 @@ def load_policy(run_dir: str | Path, which: str = "transformer", checkpoint_name
     if which not in state["nets"]:
         have = ", ".join(k for k in state["nets"] if k != "critic")
         raise CheckpointError(f"this run has no {which} policy (it has: {have})")
-    spec = probe_env(cfg.env, cfg.obs_mask, cfg.pixels, cfg.image_size)
+    spec = probe_for(cfg)
     build = build_transformer_actor if which == "transformer" else build_accelerator_actor
     actor = build(cfg, spec)
     try:

@@ -24,7 +24,7 @@ from accelerl import __version__
 from accelerl.algos import Distiller, make_algo
 from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text
 from accelerl.config import TrainConfig
-from accelerl.envs import get_env_state, make_vector_env, probe_env, set_env_state
+from accelerl.envs import get_env_state, make_vector_env, probe_for, set_env_state
 from accelerl.errors import CheckpointError, ConfigError, NonFiniteError
 from accelerl.evaluation import deterministic, eval_seeds, run_episodes, uniform_random
 from accelerl.logger import RunLogger
@@ -81,7 +81,7 @@ class Trainer:
         self.cfg, self.run_dir = cfg, run_dir
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        self.spec = probe_env(cfg.env, cfg.obs_mask, cfg.pixels, cfg.image_size)
+        self.spec = probe_for(cfg)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         self.context = cfg.window_len
         self.num_envs = cfg.num_envs
@@ -99,7 +99,7 @@ class Trainer:
         critic = critic if critic is not None else build_critic(cfg, self.spec).to(dev)
         # --transformer-cnn accelerator: in stage 1 the transformer's CNN is a frozen copy of the
         # accelerator's, refreshed every BC round; it trains from the switch on.
-        self.student_cnn_frozen = bool(cfg.pixels) and cfg.mode == "accelerate" and cfg.transformer_cnn == "accelerator"
+        self.student_cnn_frozen = bool(self.spec.pixels) and cfg.mode == "accelerate" and cfg.transformer_cnn == "accelerator"
         if self.student_cnn_frozen:
             self.transformer.encoder.frame.requires_grad_(False)
         actor = self.transformer if cfg.mode == "scratch" else self.accelerator

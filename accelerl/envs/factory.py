@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from accelerl.envs.maniskill import PREFIX, ManiSkillEnv, is_maniskill
 from accelerl.envs.masks import resolve_mask
 from accelerl.envs.pixels import PixelObservation, choose_gl_backend, make_pixel_env
 from accelerl.errors import ConfigError
@@ -27,6 +28,7 @@ class EnvSpec:
     action_high: tuple[float, ...] = ()
     pixels: str | None = None  # None, "rgb" or "state+rgb"
     image_size: int = 0
+    control_mode: str | None = None  # ManiSkill tasks only
 
     @property
     def pixel_shape(self) -> tuple[int, int, int] | None:
@@ -52,8 +54,11 @@ def _make_raw(env_id: str, **kwargs) -> gym.Env:
         raise ConfigError(f"unknown or unavailable env id {env_id!r}: {exc}") from None
 
 
-def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, image_size: int = 64) -> EnvSpec:
+def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, image_size: int = 64,
+              obs: str = "state", control_mode: str = "pd_ee_delta_pos") -> EnvSpec:
     """Check that a task is usable by continuous-control RL and describe it."""
+    if is_maniskill(env_id):
+        return _probe_maniskill(env_id, obs_mask, obs, image_size, control_mode)
     if pixels:
         choose_gl_backend()
     env = _make_raw(env_id)
@@ -90,6 +95,31 @@ def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, imag
         env.close()
 
 
+def probe_for(cfg) -> EnvSpec:
+    """The task a ``TrainConfig`` describes."""
+    return probe_env(cfg.env, cfg.obs_mask, cfg.pixels, cfg.image_size, cfg.obs, cfg.control_mode)
+
+
+def _probe_maniskill(env_id: str, obs_mask: str | None, obs: str, image_size: int, control_mode: str) -> EnvSpec:
+    env = ManiSkillEnv(env_id[len(PREFIX):], obs, image_size, control_mode)
+    try:
+        obs_dim = int(env.observation_space.shape[0])
+        pixel_dims = 3 * image_size * image_size if obs == "rgb" else 0
+        keep = None
+        if obs_mask:
+            keep = tuple(int(i) for i in resolve_mask(obs_mask, env_id, obs_dim - pixel_dims, None))
+        return EnvSpec(
+            env_id=env_id, obs_dim=pixel_dims + (len(keep) if keep else obs_dim - pixel_dims),
+            act_dim=int(env.action_space.shape[0]), keep=keep, max_episode_steps=env.max_episode_steps,
+            action_low=tuple(float(x) for x in env.action_space.low),
+            action_high=tuple(float(x) for x in env.action_space.high),
+            pixels="state+rgb" if obs == "rgb" else None, image_size=image_size if obs == "rgb" else 0,
+            control_mode=control_mode,
+        )
+    finally:
+        env.close()
+
+
 def _select(obs: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return obs[keep]
 
@@ -97,19 +127,27 @@ def _select(obs: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def make_single_env(spec: EnvSpec, rescale_actions: bool = True, render_mode: str | None = None) -> gym.Env:
     """One env yielding the observations the networks read: masked state, or a rendered frame
     (+ state). Actions in [-1, 1] unless ``rescale_actions`` is False."""
-    if spec.pixels:
+    if is_maniskill(spec.env_id):
+        env = ManiSkillEnv(spec.env_id[len(PREFIX):], "rgb" if spec.pixels else "state", spec.image_size or 64,
+                           spec.control_mode, render_mode=render_mode)
+    elif spec.pixels:
         env = make_pixel_env(spec.env_id, spec.image_size)
     else:
         env = _make_raw(spec.env_id, render_mode=render_mode)
     if rescale_actions:
         ones = np.ones(env.action_space.shape, dtype=np.float32)
         env = gym.wrappers.RescaleAction(env, -ones, ones)
-    if spec.keep is not None:
+    if spec.keep is not None and is_maniskill(spec.env_id) and spec.pixels:
+        # the mask selects among the state features that follow the frame
+        keep = np.concatenate([np.arange(spec.pixel_dims), spec.pixel_dims + np.asarray(spec.keep)])
+        space = gym.spaces.Box(-np.inf, np.inf, (len(keep),), np.float32)
+        env = gym.wrappers.TransformObservation(env, functools.partial(_select, keep=keep), space)
+    elif spec.keep is not None:
         keep = np.asarray(spec.keep)
         low, high = env.observation_space.low[keep], env.observation_space.high[keep]
         space = gym.spaces.Box(low=low, high=high, dtype=env.observation_space.dtype)
         env = gym.wrappers.TransformObservation(env, functools.partial(_select, keep=keep), space)
-    if spec.pixels:
+    if spec.pixels and not is_maniskill(spec.env_id):
         env = PixelObservation(env, spec.image_size, with_state=spec.pixels == "state+rgb")
     return env
 

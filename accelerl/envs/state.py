@@ -40,7 +40,8 @@ def get_env_state(vec_env: gym.vector.SyncVectorEnv) -> bytes:
         layers = [_plain_attrs(layer) for layer in _chain(env)]
         data = getattr(env.unwrapped, "data", None)
         mj = pickle.dumps(data) if data is not None and type(data).__name__ == "MjData" else None
-        states.append({"layers": layers, "mjdata": mj})
+        sim = env.unwrapped.get_sim_state() if hasattr(env.unwrapped, "get_sim_state") else None  # ManiSkill
+        states.append({"layers": layers, "mjdata": mj, "sim": sim})
     return pickle.dumps({"vector": _plain_attrs(vec_env), "envs": states})
 
 
@@ -54,6 +55,8 @@ def set_env_state(vec_env: gym.vector.SyncVectorEnv, blob: bytes) -> None:
         for layer, attrs in zip(_chain(env), env_state["layers"], strict=True):
             for key, value in attrs.items():
                 setattr(layer, key, value)
+        if env_state.get("sim") is not None:
+            env.unwrapped.set_sim_state(env_state["sim"])
         if env_state["mjdata"] is not None:
             import mujoco
 

@@ -1,0 +1,156 @@
+"""ManiSkill3 tasks (``ManiSkill/PushCube-v1``) as plain single gymnasium envs.
+
+ManiSkill envs are batched and speak torch; its CPU backend (``physx_cpu``) runs one env per
+process-local instance. Wrapping one instance as an ordinary numpy ``gym.Env`` lets the same
+SyncVectorEnv, replay, evaluation and resume code serve ManiSkill and MuJoCo alike. Observations:
+``state`` (ManiSkill's flat state vector) or ``rgb`` (the base camera's frame, CHW-flattened,
+followed by the proprioceptive + task state, the same layout as ``--pixels state+rgb``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from accelerl.errors import ConfigError
+
+PREFIX = "ManiSkill/"
+TASKS = ("PushCube-v1", "PullCube-v1", "PickCube-v1", "StackCube-v1")
+INSTALL_HINT = "pip install 'accelerl[maniskill]'"
+VULKAN_HINT = ("ManiSkill needs a Vulkan device: a GPU driver, or on CPU Mesa's lavapipe from Mesa >= 25 (Debian 12: "
+               "apt-get install -t bookworm-backports mesa-vulkan-drivers; see README)")
+
+
+def is_maniskill(env_id: str) -> bool:
+    return env_id.startswith(PREFIX)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 while ManiSkill/sapien start up: they print per-env warnings
+    ("CUDA not found, falling back to CPU") and C++ renderer errors that we turn into one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _import_maniskill():
+    try:
+        import mani_skill.envs  # noqa: F401  (registers the tasks)
+        from mani_skill.utils.wrappers.flatten import FlattenRGBDObservationWrapper
+    except ImportError as exc:
+        raise ConfigError(f"ManiSkill tasks need the optional extra ({INSTALL_HINT}): {exc}") from None
+    logging.getLogger("mani_skill").setLevel(logging.ERROR)  # no "CUDA not found, using CPU" per env
+    try:  # sapien's C++ renderer logs its own Vulkan errors; ours says it in one line
+        import sapien
+
+        sapien.render.set_log_level("off")
+    except (ImportError, AttributeError):
+        pass
+    return FlattenRGBDObservationWrapper
+
+
+class ManiSkillEnv(gym.Env):
+    """One ManiSkill3 env (batch of 1) with numpy observations, rewards and flags.
+    ``info['success']`` is the task's success flag at each step."""
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, task: str, obs: str = "state", image_size: int = 64, control_mode: str = "pd_ee_delta_pos",
+                 sim_backend: str = "physx_cpu", render_mode: str | None = None) -> None:
+        with _quiet_stderr():
+            flatten = _import_maniskill()
+        if task not in gym.registry:
+            raise ConfigError(f"unknown ManiSkill task {PREFIX}{task} (tested: {', '.join(TASKS)})")
+        kwargs = {"obs_mode": obs, "control_mode": control_mode, "num_envs": 1, "sim_backend": sim_backend,
+                  "render_mode": render_mode}
+        if obs == "rgb":
+            kwargs["sensor_configs"] = {"width": image_size, "height": image_size}
+        try:
+            with _quiet_stderr():
+                env = gym.make(task, **kwargs)
+        except Exception as exc:  # sapien raises plain RuntimeErrors for missing render devices
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if any(word in text.lower() for word in ("vulkan", "vk::", "driver", "render", "device")):
+                raise ConfigError(f"{VULKAN_HINT} ({text})") from None
+            raise ConfigError(f"could not create ManiSkill task {task}: {text}") from None
+        self._ms = flatten(env, rgb=True, depth=False, state=True) if obs == "rgb" else env
+        self.rgb = obs == "rgb"
+        self.render_mode = render_mode
+        low, high = env.unwrapped.single_action_space.low, env.unwrapped.single_action_space.high
+        self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
+        sample, _ = self._ms.reset(seed=0)
+        size = self._flat(sample).shape[0]
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+        self.max_episode_steps = getattr(env.unwrapped, "max_episode_steps", None)
+
+    def _flat(self, obs) -> np.ndarray:
+        if not self.rgb:
+            return obs[0].detach().cpu().numpy().astype(np.float32)
+        frame = obs["rgb"][0].permute(2, 0, 1).reshape(-1).float()
+        state = obs["state"][0].float()
+        return np.concatenate([frame.cpu().numpy(), state.cpu().numpy()])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs, _ = self._ms.reset(seed=seed, options=options)
+        return self._flat(obs), {}
+
+    def step(self, action: np.ndarray):
+        import torch
+
+        obs, rew, term, trunc, info = self._ms.step(torch.as_tensor(np.asarray(action, dtype=np.float32))[None])
+        success = bool(info["success"][0]) if "success" in info else False
+        return self._flat(obs), float(rew[0]), bool(term[0]), bool(trunc[0]), {"success": success}
+
+    def render(self):
+        frame = self._ms.render()
+        return frame[0].cpu().numpy() if hasattr(frame, "cpu") else frame
+
+    def close(self) -> None:
+        self._ms.close()
+
+    # resume: the simulator's state (poses, velocities) and the episode's step counter
+    def get_sim_state(self) -> dict:
+        unwrapped = self._ms.unwrapped
+        return {"sim": {k: v.cpu() for k, v in _flatten_state(unwrapped.get_state_dict()).items()},
+                "elapsed": unwrapped._elapsed_steps.cpu().clone()}
+
+    def set_sim_state(self, state: dict) -> None:
+        unwrapped = self._ms.unwrapped
+        unwrapped.set_state_dict(_unflatten_state(state["sim"], unwrapped.device))
+        unwrapped._elapsed_steps[:] = state["elapsed"].to(unwrapped._elapsed_steps.device)
+
+
+def _flatten_state(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten_state(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _unflatten_state(flat: dict, device) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value.to(device)
+    return tree

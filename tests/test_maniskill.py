@@ -1,0 +1,90 @@
+"""ManiSkill3 tasks (optional extra): short state and RGB runs, success metrics, clear errors.
+
+The runs need ``mani-skill`` and a Vulkan device (a GPU driver, or Mesa >= 25's lavapipe on CPU);
+where either is missing they are skipped with the reason. CI installs both (see .ci/run)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import SUBPROCESS_ENV, TINY, assert_one_error_line, eval_rows, read_metrics, read_summary, train_ok
+
+from accelerl.errors import ConfigError
+
+PROBE = ("import gymnasium as gym, mani_skill.envs; "
+         "gym.make('PushCube-v1', num_envs=1, obs_mode='state', sim_backend='physx_cpu').close()")
+
+
+@functools.cache
+def maniskill_missing() -> str | None:
+    """Why ManiSkill cannot run here, or None when it can."""
+    try:
+        import mani_skill  # noqa: F401
+    except ImportError:
+        return "mani-skill is not installed (pip install 'accelerl[maniskill]')"
+    try:
+        proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=SUBPROCESS_ENV,
+                              timeout=180)
+    except subprocess.TimeoutExpired:
+        return "ManiSkill hung creating a task here (Vulkan driver too old?)"
+    if proc.returncode != 0:
+        return "ManiSkill cannot create a task here (no usable Vulkan device: Mesa >= 25 or a GPU driver)"
+    return None
+
+
+@pytest.fixture
+def maniskill() -> None:
+    if maniskill_missing():
+        pytest.skip(maniskill_missing())
+
+
+needs_maniskill = pytest.mark.usefixtures("maniskill")
+
+RUN = ["--env", "ManiSkill/PushCube-v1", "--learning-starts", "100", "--eval-episodes", "2", "--bc-every", "100",
+       "--bc-updates", "3", *TINY]
+
+
+@needs_maniskill
+def test_state_run_logs_success_and_ends_episodes_by_time_limit(tmp_path):
+    run = tmp_path / "state"
+    train_ok([*RUN, "--total-steps", "400", "--stage1-steps", "200", "--eval-every", "200", "--run-dir", run])
+    summary = read_summary(run)
+    assert summary["accelerator"] == "mlp" and summary["switch_step"] == 200 and summary["env_steps"] == 400
+    rows = eval_rows(read_metrics(run))
+    assert {r["policy"] for r in rows} == {"random", "accelerator", "transformer"}
+    for r in rows:
+        assert 0.0 <= float(r["success_once"]) <= 1.0 and 0.0 <= float(r["success_at_end"]) <= float(r["success_once"])
+        assert float(r["ep_len_mean"]) <= 50  # 50-step episodes (time limit), or earlier on success
+
+
+@needs_maniskill
+def test_rgb_run_uses_the_cnn_and_stores_frames_as_bytes(tmp_path):
+    run = tmp_path / "rgb"
+    train_ok([*RUN, "--obs", "rgb", "--image-size", "32", "--cnn-features", "8", "--total-steps", "200",
+              "--stage1-steps", "150", "--eval-every", "200", "--eval-episodes", "1", "--run-dir", run])
+    summary = read_summary(run)
+    assert summary["accelerator"] == "cnn" and np.isfinite(summary["final_return"]["transformer"])
+    frame = 3 * 32 * 32
+    assert frame <= summary["replay_bytes"] / 500 < 1.2 * frame  # stage-2 buffer of 500 rows
+
+
+@needs_maniskill
+def test_missing_vulkan_is_one_error_line(tmp_path):
+    env = {**SUBPROCESS_ENV, "VK_ICD_FILENAMES": os.devnull}
+    proc = subprocess.run([sys.executable, "-m", "accelerl.cli", "train", "--env", "ManiSkill/PushCube-v1",
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    assert_one_error_line(proc.returncode, proc.stderr, "Vulkan", "mesa-vulkan-drivers")
+
+
+def test_missing_package_says_how_to_install(monkeypatch):
+    from accelerl.envs.maniskill import ManiSkillEnv
+
+    monkeypatch.setitem(sys.modules, "mani_skill", None)  # import mani_skill -> ImportError
+    monkeypatch.setitem(sys.modules, "mani_skill.envs", None)
+    with pytest.raises(ConfigError, match=r"accelerl\[maniskill\]"):
+        ManiSkillEnv("PushCube-v1")
