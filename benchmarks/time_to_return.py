@@ -1,0 +1,135 @@
+"""Time to the same result: the accelerated transformer vs the transformer trained from scratch.
+
+Run by hand (not in CI). Examples, from small (2 CPU cores) to the paper's scale (GPU):
+
+    python benchmarks/time_to_return.py --env ManiSkill/PushCube-v1 --total-steps 30000 --seeds 0 --write-docs
+    python benchmarks/time_to_return.py --env Walker2d-v5 --extra "--pixels" --total-steps 300000 --seeds 0 1
+    python benchmarks/time_to_return.py --env ManiSkill/PushCube-v1 --extra "--obs rgb" --metric success_once
+
+Both modes share env, seeds, evaluation and budget. The target is ``--fraction`` (default 0.9)
+of the lower of the two modes' best evaluation (mean over seeds of each mode's best), so both can
+reach it; reported per mode: the first env step and training wall time (evaluations excluded)
+at which the transformer's evaluation reached it, or "not reached". Results go to
+``benchmarks/results/time-to-return-<tag>.csv``; ``--write-docs`` replaces the matching section of
+docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from speed import replace_section  # noqa: E402
+
+MODES = ("accelerate", "scratch")
+
+
+def run_one(flags: list[str], run_dir: Path) -> None:
+    if (run_dir / "summary.json").exists():
+        return  # finished earlier: reuse
+    resume = ["--resume", str(run_dir)] if (run_dir / "checkpoints" / "latest.pt").exists() else None
+    cmd = [sys.executable, "-m", "accelerl.cli", "train", *(resume or [*flags, "--run-dir", str(run_dir)])]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+
+
+def transformer_curve(run_dir: Path, metric: str) -> list[tuple[int, float, float]]:
+    """(env_step, wall_time, value) of every transformer evaluation."""
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["policy"] == "transformer" and r[metric]]
+    return [(int(r["env_step"]), float(r["wall_time"] or 0.0), float(r[metric])) for r in rows]
+
+
+def first_reach(curve: list[tuple[int, float, float]], target: float) -> tuple[int, float] | None:
+    for step, wall, value in curve:
+        if value >= target:
+            return step, wall
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="ManiSkill/PushCube-v1")
+    parser.add_argument("--algo", default="sac")
+    parser.add_argument("--metric", default="return_mean", choices=("return_mean", "success_once", "success_at_end"))
+    parser.add_argument("--fraction", type=float, default=0.9)
+    parser.add_argument("--total-steps", type=int, default=30_000)
+    parser.add_argument("--learning-starts", type=int, default=2_000)
+    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-time-to-return"))
+    parser.add_argument("--extra", default="", help="more train flags for every run, e.g. '--pixels' or '--obs rgb'")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args(argv)
+
+    base = ["--env", args.env, "--algo", args.algo, "--total-steps", str(args.total_steps),
+            "--learning-starts", str(args.learning_starts), "--eval-every", str(args.eval_every),
+            "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", str(args.eval_every),
+            *args.extra.split()]
+    tag = (args.env.replace("/", "-") + "-" + args.algo + "".join(f"_{x.lstrip('-')}" for x in args.extra.split()
+                                                                  if x.startswith("--") and x != "--device"))
+    curves: dict[tuple[str, int], list] = {}
+    for seed in args.seeds:
+        for mode in MODES:
+            run_dir = Path(args.out) / tag / f"{mode}__s{seed}"
+            run_one([*base, "--mode", mode, "--seed", str(seed)], run_dir)
+            curves[mode, seed] = transformer_curve(run_dir, args.metric)
+
+    best = {m: float(np.mean([max(v for _, _, v in curves[m, s]) for s in args.seeds])) for m in MODES}
+    low = min(best.values())
+    target = args.fraction * low if low >= 0 else low / args.fraction
+    results = []
+    for (mode, seed), curve in curves.items():
+        hit = first_reach(curve, target)
+        final = curve[-1]
+        results.append({"mode": mode, "seed": seed, "target": round(target, 4), "reached": hit is not None,
+                        "env_steps_to_target": hit[0] if hit else "", "wall_time_to_target_s": round(hit[1], 1) if hit else "",
+                        "best": max(v for _, _, v in curve), "final": final[2], "total_wall_time_s": round(final[1], 1)})
+        print(json.dumps(results[-1]), flush=True)
+
+    out_dir = Path(args.results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / f"time-to-return-{tag}.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(results)
+
+    seeds = " ".join(str(s) for s in args.seeds)
+    extra = f' --extra "{args.extra}"' if args.extra else ""
+    cmd = (f"python benchmarks/time_to_return.py --env {args.env} --algo {args.algo} --metric {args.metric}"
+           f" --total-steps {args.total_steps} --seeds {seeds}{extra}")
+    lines = [f"Command: `{cmd}` ({platform.machine()}, {torch.get_num_threads()} torch threads, "
+             f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; {len(args.seeds)} seed(s); evaluation: "
+             f"{args.eval_episodes} deterministic episodes every {args.eval_every} steps). Target: "
+             f"{args.fraction:g} x the lower mode's best {args.metric} = {target:.3g}.", "",
+             f"| mode | reached (seeds) | env steps to target | training wall time to target (s) | best {args.metric} "
+             f"| final | total training wall time (s) |", "|---|---|---|---|---|---|---|"]
+    for mode in MODES:
+        rows = [r for r in results if r["mode"] == mode]
+        hits = [r for r in rows if r["reached"]]
+        steps = f"{np.mean([r['env_steps_to_target'] for r in hits]):.0f}" if hits else "not reached"
+        wall = f"{np.mean([r['wall_time_to_target_s'] for r in hits]):.0f}" if hits else "not reached"
+        lines.append(f"| {mode} | {len(hits)}/{len(rows)} | {steps} | {wall} | {np.mean([r['best'] for r in rows]):.3g} "
+                     f"| {np.mean([r['final'] for r in rows]):.3g} | "
+                     f"{np.mean([r['total_wall_time_s'] for r in rows]):.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write_docs:
+        replace_section(ROOT / "docs" / "RESULTS.md", f"time-to-return-{tag}", table)
+
+
+if __name__ == "__main__":
+    main()
