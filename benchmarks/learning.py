@@ -14,12 +14,10 @@ section of docs/RESULTS.md. Across seeds: the mean with < 5 runs, the interquart
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import os
 import platform
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +29,7 @@ from accelerl.stats import area_under_curve, bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import replace_section  # noqa: E402
+from common import replace_section, train_run, write_csv  # noqa: E402
 
 BUDGETS = {
     "small": {"envs": ["Hopper-v5"], "masks": ["none"], "algos": ["td3"], "seeds": [0, 1], "total_steps": 50_000,
@@ -45,19 +43,6 @@ MODES = ["accelerate", "scratch", "accelerator"]
 
 def policy_of(mode: str) -> str:
     return "accelerator" if mode == "accelerator" else "transformer"
-
-
-def run(flags: list[str], run_dir: Path, threads: int) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    if (run_dir / "summary.json").exists():
-        return
-    if (run_dir / "checkpoints" / "latest.pt").exists():
-        cmd = [sys.executable, "-m", "accelerl.cli", "train", "--resume", str(run_dir)]
-    else:
-        cmd = [sys.executable, "-m", "accelerl.cli", "train", *flags, "--run-dir", str(run_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
 
 
 def curve(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         jobs.append(((task, algo, mode, seed), flags, Path(args.out) / task / algo / mode / f"s{seed}"))
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: run(j[1], j[2], threads), jobs))
+        list(pool.map(lambda j: train_run(j[1], j[2], threads), jobs))
 
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -116,11 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         per_run.append({"task": task, "algo": algo, "mode": mode, "seed": seed, "final": returns[-1],
                         "auc": area_under_curve(steps, returns), "wall_time_s": summary["wall_time_s"],
                         "switch_step": summary["switch_step"], "steps": steps, "returns": returns})
-    with (results_dir / "learning.csv").open("w", newline="") as fh:
-        fields = ["task", "algo", "mode", "seed", "final", "auc", "wall_time_s", "switch_step"]
-        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(per_run)
+    write_csv(results_dir / "learning.csv", per_run,
+              ["task", "algo", "mode", "seed", "final", "auc", "wall_time_s", "switch_step"])
 
     lines = [f"Command: `python benchmarks/learning.py --budget {args.budget}"
              + ("" if argv is None else " ...") + f"` ({platform.machine()}, {os.cpu_count()} cores; "

@@ -17,6 +17,7 @@ import copy
 import csv
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ from torch import nn
 
 from accelerl.config import build_config
 from accelerl.stages import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,18 +159,6 @@ def main(argv: list[str] | None = None) -> None:
             writer.writerow([name, round(value, 1), args.env, args.algo, n, w, args.device])
     if args.write_docs:
         replace_section(ROOT / "docs" / "RESULTS.md", "speed", table)
-
-
-def replace_section(path: Path, name: str, body: str) -> None:
-    """Replace the text between <!-- name:start --> and <!-- name:end --> markers."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else ""
-    block = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + f"\n\n{block}\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ docs/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import replace_section  # noqa: E402
+from common import add_run_args, base_flags, command_line, replace_section, train_run, write_csv  # noqa: E402
 
 
 def configs(total: int) -> dict[str, list[str]]:
@@ -41,34 +39,16 @@ def configs(total: int) -> dict[str, list[str]]:
     return grid
 
 
-def run_one(flags: list[str], run_dir: Path) -> dict:
-    cmd = [sys.executable, "-m", "accelerl.cli", "train", *flags, "--run-dir", str(run_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    return json.loads((run_dir / "summary.json").read_text())
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--obs-mask", default=None)
     parser.add_argument("--algo", default="td3")
-    parser.add_argument("--total-steps", type=int, default=20_000)
-    parser.add_argument("--learning-starts", type=int, default=2_000)
-    parser.add_argument("--eval-every", type=int, default=2_000)
-    parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-switching"))
-    parser.add_argument("--extra", default="", help="more train flags for every run, e.g. '--d-model 64'")
-    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--write-docs", action="store_true")
+    add_run_args(parser, total_steps=20_000, eval_episodes=5, out=ROOT / "runs" / "bench-switching")
     args = parser.parse_args(argv)
 
-    base = ["--env", args.env, "--algo", args.algo, "--total-steps", str(args.total_steps),
-            "--learning-starts", str(args.learning_starts), "--eval-every", str(args.eval_every),
-            "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", str(args.total_steps),
-            "--bc-every", "500", "--bc-updates", "20", "--buffer-size", "200000", *args.extra.split()]
+    base = [*base_flags(args, checkpoint_every=args.total_steps), "--bc-every", "500", "--bc-updates", "20",
+            "--buffer-size", "200000", *args.extra.split()]
     if args.obs_mask:
         base += ["--obs-mask", args.obs_mask]
     tag = args.env + (f"-{args.obs_mask}" if args.obs_mask else "")
@@ -77,10 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             slug = name.replace(" ", "_").replace(",", "")
             run_dir = Path(args.out) / tag / f"{slug}__s{seed}"
-            if (run_dir / "summary.json").exists():
-                summary = json.loads((run_dir / "summary.json").read_text())
-            else:
-                summary = run_one([*base, *flags, "--seed", str(seed)], run_dir)
+            train_run([*base, *flags, "--seed", str(seed)], run_dir)
+            summary = json.loads((run_dir / "summary.json").read_text())
             results.append({"config": name, "seed": seed, "final": summary["final_return"].get("transformer"),
                             "best": summary["best_return"], "switch_step": summary["switch_step"],
                             "switch_reason": summary["switch_reason"],
@@ -88,16 +66,9 @@ def main(argv: list[str] | None = None) -> None:
                             "wall_time_s": summary["wall_time_s"]})
             print(json.dumps(results[-1]), flush=True)
 
-    out_dir = Path(args.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / f"switching-{tag}.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_csv(Path(args.results_dir) / f"switching-{tag}.csv", results)
 
-    seeds = " ".join(str(s) for s in args.seeds)
-    cmd = (f"python benchmarks/switching.py --env {args.env}" + (f" --obs-mask {args.obs_mask}" if args.obs_mask else "")
-           + f" --algo {args.algo} --total-steps {args.total_steps} --seeds {seeds}")
+    cmd = command_line("switching.py", argv)
     lines = [f"Command: `{cmd}` ({platform.machine()}, {torch.get_num_threads()} torch threads, CPU; "
              f"{len(args.seeds)} seed(s); evaluation: {args.eval_episodes} deterministic episodes every "
              f"{args.eval_every} steps).", "",

@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,19 +28,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from speed import replace_section  # noqa: E402
+from common import add_run_args, base_flags, command_line, replace_section, train_run, write_csv  # noqa: E402
 
 MODES = ("accelerate", "scratch")
-
-
-def run_one(flags: list[str], run_dir: Path) -> None:
-    if (run_dir / "summary.json").exists():
-        return  # finished earlier: reuse
-    resume = ["--resume", str(run_dir)] if (run_dir / "checkpoints" / "latest.pt").exists() else None
-    cmd = [sys.executable, "-m", "accelerl.cli", "train", *(resume or [*flags, "--run-dir", str(run_dir)])]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
 
 
 def transformer_curve(run_dir: Path, metric: str) -> list[tuple[int, float, float]]:
@@ -64,28 +53,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algo", default="sac")
     parser.add_argument("--metric", default="return_mean", choices=("return_mean", "success_once", "success_at_end"))
     parser.add_argument("--fraction", type=float, default=0.9)
-    parser.add_argument("--total-steps", type=int, default=30_000)
-    parser.add_argument("--learning-starts", type=int, default=2_000)
-    parser.add_argument("--eval-every", type=int, default=2_000)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-time-to-return"))
-    parser.add_argument("--extra", default="", help="more train flags for every run, e.g. '--pixels' or '--obs rgb'")
-    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--write-docs", action="store_true")
+    add_run_args(parser, total_steps=30_000, eval_episodes=10, out=ROOT / "runs" / "bench-time-to-return")
     args = parser.parse_args(argv)
 
-    base = ["--env", args.env, "--algo", args.algo, "--total-steps", str(args.total_steps),
-            "--learning-starts", str(args.learning_starts), "--eval-every", str(args.eval_every),
-            "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", str(args.eval_every),
-            *args.extra.split()]
+    base = [*base_flags(args, checkpoint_every=args.eval_every), *args.extra.split()]
     tag = (args.env.replace("/", "-") + "-" + args.algo + "".join(f"_{x.lstrip('-')}" for x in args.extra.split()
                                                                   if x.startswith("--") and x != "--device"))
     curves: dict[tuple[str, int], list] = {}
     for seed in args.seeds:
         for mode in MODES:
             run_dir = Path(args.out) / tag / f"{mode}__s{seed}"
-            run_one([*base, "--mode", mode, "--seed", str(seed)], run_dir)
+            train_run([*base, "--mode", mode, "--seed", str(seed)], run_dir)
             curves[mode, seed] = transformer_curve(run_dir, args.metric)
 
     best = {m: float(np.mean([max(v for _, _, v in curves[m, s]) for s in args.seeds])) for m in MODES}
@@ -100,17 +78,9 @@ def main(argv: list[str] | None = None) -> None:
                         "best": max(v for _, _, v in curve), "final": final[2], "total_wall_time_s": round(final[1], 1)})
         print(json.dumps(results[-1]), flush=True)
 
-    out_dir = Path(args.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / f"time-to-return-{tag}.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_csv(Path(args.results_dir) / f"time-to-return-{tag}.csv", results)
 
-    seeds = " ".join(str(s) for s in args.seeds)
-    extra = f' --extra "{args.extra}"' if args.extra else ""
-    cmd = (f"python benchmarks/time_to_return.py --env {args.env} --algo {args.algo} --metric {args.metric}"
-           f" --total-steps {args.total_steps} --seeds {seeds}{extra}")
+    cmd = command_line("time_to_return.py", argv)
     lines = [f"Command: `{cmd}` ({platform.machine()}, {torch.get_num_threads()} torch threads, "
              f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; {len(args.seeds)} seed(s); evaluation: "
              f"{args.eval_episodes} deterministic episodes every {args.eval_every} steps). Target: "

@@ -120,6 +120,8 @@ def test_pixel_run_end_to_end_saves_a_policy_that_predicts_the_same(pixel_run):
     np.testing.assert_array_equal(a, b)
     env.step(a)
     env.close()
+    accelerator = load_policy(pixel_run, "accelerator")  # the CNN actor loads without its critic
+    assert accelerator.predict(obs).shape == (6,)
     with pytest.raises(ValueError, match="make_env"):
         policy.predict(np.zeros(17))
     rc, out, err = run_cli(["eval", pixel_run, "--episodes", "1"])

@@ -1,0 +1,71 @@
+"""What the benchmark scripts share: running `accelerl train` resumably, CSV, RESULTS.md sections."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+
+def train_run(flags: list[str], run_dir: Path, threads: int | None = None) -> None:
+    """``accelerl train FLAGS --run-dir RUN_DIR`` in a subprocess: a finished run (summary.json)
+    is reused, an interrupted one (a checkpoint, no summary) resumed, anything else started."""
+    if (run_dir / "summary.json").exists():
+        return
+    if (run_dir / "checkpoints" / "latest.pt").exists():
+        cmd = [sys.executable, "-m", "accelerl.cli", "train", "--resume", str(run_dir)]
+    else:
+        cmd = [sys.executable, "-m", "accelerl.cli", "train", *flags, "--run-dir", str(run_dir)]
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields or list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def replace_section(path: Path, name: str, body: str) -> None:
+    """Replace the text between <!-- name:start --> and <!-- name:end --> markers (append if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n{block}\n"
+    path.write_text(text)
+
+
+def add_run_args(parser: argparse.ArgumentParser, total_steps: int, eval_episodes: int, out: Path) -> None:
+    """The flags every grid benchmark takes: budget, evaluation, seeds, outputs."""
+    parser.add_argument("--total-steps", type=int, default=total_steps)
+    parser.add_argument("--learning-starts", type=int, default=2_000)
+    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--eval-episodes", type=int, default=eval_episodes)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", default=str(out))
+    parser.add_argument("--extra", default="", help="more train flags for every run, e.g. '--pixels' or '--d-model 64'")
+    parser.add_argument("--results-dir", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--write-docs", action="store_true", help="also rewrite this benchmark's docs/RESULTS.md section")
+
+
+def base_flags(args: argparse.Namespace, checkpoint_every: int) -> list[str]:
+    return ["--env", args.env, "--algo", args.algo, "--total-steps", str(args.total_steps),
+            "--learning-starts", str(args.learning_starts), "--eval-every", str(args.eval_every),
+            "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", str(checkpoint_every)]
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that regenerates a result, exactly as it was given (bar --write-docs)."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    return f"python benchmarks/{script} " + shlex.join(a for a in given if a != "--write-docs")
