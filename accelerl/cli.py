@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -66,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", action="store_true", help="also write DIR/eval.gif of the first episode")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     ev.set_defaults(func=cmd_eval)
+
+    sw = sub.add_parser("sweep", help="a grid of train runs in parallel processes (or on Ray); resumable",
+                        description="Run every combination of the --grid values as its own 'accelerl train' run "
+                                    "under --out; finished runs are skipped, interrupted ones resumed; results go "
+                                    "to OUT/results.csv. Train flags shared by all runs come after '--'.")
+    sw.add_argument("--grid", nargs="+", action="append", metavar=("FLAG", "VALUE"),
+                    help="a train flag and its values, e.g. --grid env Hopper-v5 Walker2d-v5 --grid seed 0 1 2 "
+                         "('none' = the flag's default)")
+    sw.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="runs at once on this machine (default: one per CPU core; each gets cores/jobs threads)")
+    sw.add_argument("--ray", metavar="ADDRESS", default=None,
+                    help="run on an existing Ray cluster instead (pip install 'accelerl[ray]'; --out must be a "
+                         "path every node sees)")
+    sw.add_argument("--out", default="runs/sweep", help="folder of the runs and results.csv")
+    sw.add_argument("train_flags", nargs=argparse.REMAINDER, help="-- then train flags for every run")
+    sw.set_defaults(func=cmd_sweep)
 
     pl = sub.add_parser("plot", help="learning curves of several runs side by side")
     pl.add_argument("run_dirs", metavar="DIR", nargs="+")
@@ -143,6 +160,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out["video"] = str(video)
     print(json.dumps(out))
     return 0
+
+
+def _train_overrides_parser() -> Callable[[list[str]], dict[str, Any]]:
+    """flags -> the explicit train settings they give (what cmd_train passes to build_config)."""
+    parser = _Parser(prog="accelerl train")
+    _add_train_flags(parser)
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+
+    def parse(flags: list[str]) -> dict[str, Any]:
+        ns = parser.parse_args(flags)
+        return {n: getattr(ns, n) for n in names if getattr(ns, n) is not None}
+
+    return parse
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from accelerl import sweep
+
+    train_flags = args.train_flags[1:] if args.train_flags[:1] == ["--"] else args.train_flags
+    for banned in ("--run-dir", "--resume"):
+        if banned in train_flags:
+            raise AccelerlError(f"sweep names each run's directory itself; drop {banned}")
+    if args.jobs < 1:
+        raise AccelerlError("--jobs must be >= 1")
+    if args.ray:
+        sweep.require_ray()
+    points = sweep.expand_grid(args.grid or [])
+    sweep.validate_points(points, train_flags, _train_overrides_parser())
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AccelerlError(f"cannot create {out}: {exc.strerror or exc}") from None
+    jobs = [(sweep.point_flags(p, train_flags), str(out / sweep.point_name(p))) for p in points]
+    where = f"Ray at {args.ray}" if args.ray else f"{min(args.jobs, len(jobs))} at a time"
+    print(f"accelerl: sweep of {len(jobs)} run(s) in {out} ({where})", file=sys.stderr)
+    statuses = sweep.run_all(jobs, args.jobs, args.ray, lambda run, status: print(f"  {run}: {status}", file=sys.stderr))
+    rows = sweep.collect(out, points, statuses)
+    print(str(out / "results.csv"))
+    failed = [r for r in rows if str(r["status"]).startswith("failed")]
+    if failed:
+        print(f"accelerl: {len(failed)} of {len(rows)} run(s) failed; fix and re-run the same sweep to resume",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
