@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import sys
 
 import pytest
 from conftest import TINY, assert_one_error_line, run_cli
 
 from accelerl.errors import ConfigError
-from accelerl.sweep import expand_grid, point_flags, point_name
+from accelerl.sweep import expand_grid, point_flags, point_name, require_ray
 
 TRAIN = ["--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts", "100", "--stage1-steps", "200",
          "--eval-every", "150", "--eval-episodes", "1", "--bc-every", "100", "--bc-updates", "2", *TINY]
@@ -61,7 +62,6 @@ def test_sweep_runs_in_parallel_skips_finished_runs_and_resumes_interrupted_ones
     (["--grid", "context", "3", "0"], "grid point context=0"),
     (["--grid", "mode", "fast"], "invalid choice"),
     (["--", "--run-dir", "x"], "--run-dir"),
-    (["--ray", "auto"], "pip install 'accelerl[ray]'"),
 ])
 def test_bad_sweeps_are_one_error_line_before_anything_runs(extra, needle, tmp_path):
     args = ["sweep", "--out", tmp_path / "sweep", *extra]
@@ -70,3 +70,17 @@ def test_bad_sweeps_are_one_error_line_before_anything_runs(extra, needle, tmp_p
     rc, _, err = run_cli(args)
     assert_one_error_line(rc, err, needle)
     assert not list(tmp_path.glob("sweep/*/checkpoints"))  # nothing ran
+
+
+def test_sweep_on_a_local_ray_cluster(tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'accelerl[ray]')")
+    out = tmp_path / "sweep"
+    rc, _, err = run_cli(["sweep", "--ray", "local", "--grid", "seed", "0", "1", "--out", out, "--", *TRAIN])
+    assert rc == 0, err
+    assert [(r["seed"], r["status"], r["env_steps"]) for r in results(out)] == [("0", "ran", "300"), ("1", "ran", "300")]
+
+
+def test_ray_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'accelerl\[ray\]'"):
+        require_ray()
