@@ -77,3 +77,15 @@ def test_time_to_return_benchmark_smoke(tmp_path, capsys):
     # the target is below the lower mode's best, so at least that mode reaches it
     assert any(r["reached"] == "True" for r in table)
     assert "| accelerate |" in capsys.readouterr().out
+
+
+def test_replay_size_benchmark_smoke(tmp_path, capsys):
+    extra = " ".join(a for a in TINY if a not in ("--device", "cpu", "--stage2-buffer-size", "500"))
+    load("replay_size").main(["--env", "Pendulum-v1", "--sizes", "200", "1000", "--stage1-steps", "300",
+                              "--total-steps", "700", "--learning-starts", "200", "--eval-every", "200",
+                              "--eval-episodes", "1", "--seeds", "0", "--extra", f"{extra} --bc-every 100 --bc-updates 2",
+                              "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path)])
+    table = rows(tmp_path / "replay-size-Pendulum-v1.csv")
+    assert [int(r["stage2_buffer_size"]) for r in table] == [200, 1000]
+    assert int(table[0]["replay_bytes"]) < int(table[1]["replay_bytes"])  # the buffer's storage follows its size
+    assert "| 1,000 |" in capsys.readouterr().out

@@ -1,0 +1,90 @@
+"""Stage-2 replay size: is a 10-20k buffer enough, as the paper says? 10k vs 20k vs 100k vs 1M.
+
+Run by hand (not in CI), e.g.
+
+    python benchmarks/replay_size.py --env Hopper-v5 --total-steps 300000 --stage1-steps 100000 --seeds 0 1 2 --write-docs
+
+Every run is ``--mode accelerate`` with the same fixed switch step, seeds and evaluation; only
+``--stage2-buffer-size`` differs. Reported per size: the transformer's final return and its area
+under the stage-2 learning curve (mean, or IQM with >= 5 seeds, with a 95% bootstrap interval),
+and the peak bytes of the stage-2 buffer. CSV in ``benchmarks/results/replay-size-<env>.csv``;
+``--write-docs`` replaces the matching section of docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import add_run_args, base_flags, command_line, replace_section, train_run, write_csv  # noqa: E402
+
+from accelerl.stats import area_under_curve, bootstrap  # noqa: E402
+
+
+def stage2_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["stage"] == "stage2" and r["policy"] == "transformer"
+                and r["return_mean"]]
+    return np.array([int(r["env_step"]) for r in rows]), np.array([float(r["return_mean"]) for r in rows])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--algo", default="td3")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 100_000, 1_000_000])
+    parser.add_argument("--stage1-steps", type=int, default=100_000)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    add_run_args(parser, total_steps=300_000, eval_episodes=10, out=ROOT / "runs" / "bench-replay-size")
+    args = parser.parse_args(argv)
+
+    jobs = []
+    for size in args.sizes:
+        for seed in args.seeds:
+            flags = [*base_flags(args, checkpoint_every=max(args.eval_every, args.total_steps // 10)),
+                     "--mode", "accelerate", "--stage1-steps", str(args.stage1_steps), "--stage2-buffer-size", str(size),
+                     "--seed", str(seed), *args.extra.split()]
+            jobs.append((size, seed, flags, Path(args.out) / args.env / f"buffer{size}" / f"s{seed}"))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda j: train_run(j[2], j[3], threads), jobs))
+
+    per_run = []
+    for size, seed, _, run_dir in jobs:
+        steps, returns = stage2_curve(run_dir)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        per_run.append({"stage2_buffer_size": size, "seed": seed, "final": float(returns[-1]),
+                        "auc": area_under_curve(steps, returns), "replay_bytes": summary["replay_bytes"],
+                        "wall_time_s": summary["wall_time_s"]})
+    write_csv(Path(args.results_dir) / f"replay-size-{args.env}.csv", per_run)
+
+    lines = [f"Command: `{command_line('replay_size.py', argv)}` ({platform.machine()}, {os.cpu_count()} cores; "
+             f"{len(args.seeds)} seed(s); switch at {args.stage1_steps}; {args.eval_episodes} deterministic eval "
+             f"episodes every {args.eval_every} steps; mean, or IQM with >= 5 seeds, [95% bootstrap interval]).", "",
+             "| stage-2 buffer | final return | stage-2 area under curve | stage-2 buffer bytes | wall time (s) |",
+             "|---|---|---|---|---|"]
+    for size in args.sizes:
+        runs = [r for r in per_run if r["stage2_buffer_size"] == size]
+        fin = bootstrap(np.array([r["final"] for r in runs]))
+        auc = bootstrap(np.array([r["auc"] for r in runs]))
+        lines.append(f"| {size:,} | {fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | {auc.point:.0f} "
+                     f"[{auc.low:.0f}, {auc.high:.0f}] | {runs[0]['replay_bytes']:,} | "
+                     f"{np.mean([r['wall_time_s'] for r in runs]):.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write_docs:
+        replace_section(ROOT / "docs" / "RESULTS.md", f"replay-size-{args.env}", table)
+
+
+if __name__ == "__main__":
+    main()
