@@ -57,6 +57,13 @@ class TrainConfig:
     )
     preset: str = _f("paper", "Named defaults: paper (reference MuJoCo settings), quick (minutes on CPU), or "
                      "maniskill (the reference ManiSkill SAC settings).", ("paper", "quick", "maniskill"))
+    critic: str = _f(
+        "accelerator",
+        "Critic of the transformer's RL: accelerator (stage 2 keeps the accelerator's critic) or transformer "
+        "(a transformer critic over the window; in accelerate mode distilled toward the accelerator's critic "
+        "during stage 1, then trained by TD in stage 2; in scratch mode trained by TD from step 0).",
+        ("accelerator", "transformer"),
+    )
     # --- budget ------------------------------------------------------------------------------
     total_steps: int = _f(1_000_000, "Env steps of the whole run (both stages).")
     stage1_steps: str = _f(
@@ -274,6 +281,8 @@ class TrainConfig:
             raise ConfigError("--accelerator cnn needs image observations (--pixels, or --obs rgb on ManiSkill)")
         if self.image_obs and self.accelerator_kind != "cnn":
             raise ConfigError(f"image observations need the cnn accelerator, not --accelerator {self.accelerator}")
+        if self.critic == "transformer" and self.mode == "accelerator":
+            raise ConfigError("--critic transformer is the transformer's critic; --mode accelerator has no transformer")
         if self.pixels == "rgb" and self.obs_mask:
             raise ConfigError("--obs-mask masks the state, and --pixels rgb has none; use --pixels state+rgb")
         if self.image_obs and self.image_size < 24:

@@ -13,7 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 METRIC_COLUMNS = [
     "env_step", "stage", "policy", "return_mean", "return_std", "return_min", "return_max", "ep_len_mean",
     "episodes", "success_once", "success_at_end", "wall_time", "steps_per_s", "critic_loss", "actor_loss", "bc_loss",
-    "alpha", "train_return", "event",
+    "critic_bc_loss", "alpha", "train_return", "event",
 ]
 
 
@@ -45,7 +45,9 @@ class RunLogger:
         step = int(row["env_step"])
         if row.get("return_mean") is not None:
             self.tb.add_scalar(f"eval/{row['policy']}_return", row["return_mean"], step)
-        for key in ("critic_loss", "actor_loss", "bc_loss", "alpha", "train_return", "steps_per_s"):
+        if row.get("success_once") is not None:
+            self.tb.add_scalar(f"eval/{row['policy']}_success_once", row["success_once"], step)
+        for key in ("critic_loss", "actor_loss", "bc_loss", "critic_bc_loss", "alpha", "train_return", "steps_per_s"):
             if row.get(key) not in (None, ""):
                 self.tb.add_scalar(f"train/{key}", row[key], step)
 

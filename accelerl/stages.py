@@ -28,7 +28,7 @@ from accelerl.envs import get_env_state, make_vector_env, probe_for, set_env_sta
 from accelerl.errors import CheckpointError, ConfigError, NonFiniteError
 from accelerl.evaluation import deterministic, eval_seeds, run_episodes, uniform_random
 from accelerl.logger import RunLogger
-from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
+from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor, build_transformer_critic
 from accelerl.replay import ReplayBuffer, WindowTracker, as_obs_tensor
 from accelerl.switch import SwitchRule
 
@@ -96,6 +96,11 @@ class Trainer:
         critic = build_critic(cfg, self.spec).to(dev) if cfg.accelerator_kind == "cnn" else None
         self.accelerator = None if cfg.mode == "scratch" else build_accelerator_actor(cfg, self.spec, critic).to(dev)
         self.transformer = None if cfg.mode == "accelerator" else build_transformer_actor(cfg, self.spec).to(dev)
+        # --critic transformer: the transformer's own critic (distilled in stage 1, or from scratch)
+        self.transformer_critic = (build_transformer_critic(cfg, self.spec).to(dev)
+                                   if cfg.critic == "transformer" else None)
+        if cfg.mode == "scratch" and self.transformer_critic is not None:
+            critic = self.transformer_critic
         critic = critic if critic is not None else build_critic(cfg, self.spec).to(dev)
         # --transformer-cnn accelerator: in stage 1 the transformer's CNN is a frozen copy of the
         # accelerator's, refreshed every BC round; it trains from the switch on.
@@ -104,7 +109,8 @@ class Trainer:
             self.transformer.encoder.frame.requires_grad_(False)
         actor = self.transformer if cfg.mode == "scratch" else self.accelerator
         self.rl = make_algo(cfg.algo, actor, critic, cfg, act_dim=self.act_dim)
-        self.distiller = (Distiller(self.transformer, self.accelerator, cfg.bc_lr, critic, cfg.bc_actor_ascent)
+        self.distiller = (Distiller(self.transformer, self.accelerator, cfg.bc_lr, critic, cfg.bc_actor_ascent,
+                                    student_critic=self.transformer_critic)
                           if cfg.mode == "accelerate" else None)
         self.buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, dev,
                                    pixel_dims=self.spec.pixel_dims)
@@ -276,6 +282,9 @@ class Trainer:
             window, mask = self.buffer.gather(rows, envs, self.context)
             labels = self.distiller.labels(window, mask)
             self._accumulate({"bc_loss": self.distiller.update(window, mask, labels)})
+            if self.transformer_critic is not None:
+                behaviour = self.buffer.act[rows, envs]
+                self._accumulate({"critic_bc_loss": self.distiller.update_critic(window, mask, labels, behaviour)})
 
     def _distill_rollouts(self) -> None:
         """The paper's BC data: deterministic accelerator episodes in separate envs on fresh
@@ -298,10 +307,14 @@ class Trainer:
             for start in range(0, len(order), cfg.bc_batch_size):
                 idx = order[start:start + cfg.bc_batch_size]
                 self._accumulate({"bc_loss": self.distiller.update(windows[idx], masks[idx], labels[idx])})
+                if self.transformer_critic is not None:
+                    self._accumulate({"critic_bc_loss": self.distiller.update_critic(windows[idx], masks[idx],
+                                                                                     labels[idx])})
 
     def _switch(self, reason: str) -> None:
-        """Hand over to the transformer: critic, its target and SAC's alpha carry over; optimisers
-        restart; a fresh small buffer, warm-started with the last stage-1 transitions."""
+        """Hand over to the transformer: the critic (the accelerator's with its target, or with
+        --critic transformer the distilled one) and SAC's alpha carry over; optimisers restart; a
+        fresh small buffer, warm-started with the last stage-1 transitions."""
         self._tick()
         self.pending_switch = None
         self.switch_step, self.switch_reason = self.env_step, reason
@@ -323,7 +336,11 @@ class Trainer:
         self.student_driven[:] = False
         if self.student_cnn_frozen:
             self.transformer.encoder.frame.requires_grad_(True)
-        self.rl = make_algo(cfg.algo, self.transformer, old.critic, cfg, critic_target=old.critic_target,
+        if self.transformer_critic is not None:  # the distilled critic, with a fresh target copy of it
+            critic, critic_target = self.transformer_critic, None
+        else:
+            critic, critic_target = old.critic, old.critic_target
+        self.rl = make_algo(cfg.algo, self.transformer, critic, cfg, critic_target=critic_target,
                             log_alpha=getattr(old, "log_alpha", None), act_dim=self.act_dim)
         self._stage1_buffer = self.buffer
         self.buffer = ReplayBuffer(cfg.stage2_buffer_size, cfg.num_envs, (self.obs_dim,), self.act_dim, self.device,
@@ -408,6 +425,8 @@ class Trainer:
             nets["accelerator"] = self.accelerator.state_dict()
         if self.transformer is not None:
             nets["transformer"] = self.transformer.state_dict()
+        if self.transformer_critic is not None:
+            nets["transformer_critic"] = self.transformer_critic.state_dict()
         return nets
 
     def _save_best(self) -> None:
@@ -463,6 +482,8 @@ class Trainer:
             self.accelerator.load_state_dict(nets["accelerator"])
         if self.transformer is not None:
             self.transformer.load_state_dict(nets["transformer"])
+        if self.transformer_critic is not None:
+            self.transformer_critic.load_state_dict(nets["transformer_critic"])
         self.rl.load_state_dict(state["rl"])
         if self.distiller is not None:
             self.distiller.load_state_dict(state["distiller"])

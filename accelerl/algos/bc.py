@@ -19,13 +19,16 @@ class Distiller:
     accelerator's critic, so the student can improve on the teacher where the critic says so."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, lr: float, critic: nn.Module | None = None,
-                 actor_ascent: float = 0.0) -> None:
+                 actor_ascent: float = 0.0, student_critic: nn.Module | None = None) -> None:
         self.student, self.teacher = student, teacher
         self.critic, self.actor_ascent = critic, actor_ascent
         # Frozen parameters (a CNN copied from the accelerator) are left out.
         self.opt = adam([p for p in student.parameters() if p.requires_grad], lr)
         self.gaussian = isinstance(student, GaussianActor)
         self.updates = 0
+        # --critic transformer: a transformer critic regressed onto the accelerator's critic.
+        self.student_critic = student_critic
+        self.critic_opt = adam(student_critic.parameters(), lr) if student_critic is not None else None
 
     @torch.no_grad()
     def labels(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -59,9 +62,34 @@ class Distiller:
         self.updates += 1
         return loss.detach()
 
+    def critic_loss(self, window: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Squared error of both student Q heads to the teacher critic's, at the given actions."""
+        with torch.no_grad(), evaluating(self.critic):
+            t1, t2 = self.critic(window, mask, actions)
+        s1, s2 = self.student_critic(window, mask, actions)
+        return (s1 - t1).pow(2).mean() + (s2 - t2).pow(2).mean()
+
+    def update_critic(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                      behaviour: torch.Tensor | None = None) -> torch.Tensor:
+        """One step on the teacher's own actions (what stage-2 TD targets query first) and, when
+        given, the stored behaviour actions (the spread of actions around them)."""
+        act_dim = labels.shape[-1] // 2 if self.gaussian else labels.shape[-1]
+        actions = labels[:, :act_dim]
+        if behaviour is not None:
+            window, mask = torch.cat([window, window]), torch.cat([mask, mask])
+            actions = torch.cat([actions, behaviour])
+        loss = self.critic_loss(window, mask, actions)
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        return loss.detach()
+
     def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict(), "updates": self.updates}
+        return {"opt": self.opt.state_dict(), "updates": self.updates,
+                "critic_opt": self.critic_opt.state_dict() if self.critic_opt is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["opt"])
         self.updates = state["updates"]
+        if self.critic_opt is not None:
+            self.critic_opt.load_state_dict(state["critic_opt"])

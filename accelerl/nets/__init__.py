@@ -1,6 +1,6 @@
 """Networks: encoders (MLP/LSTM/transformer), actors and critics, and their builders."""
 
-from accelerl.nets.build import build_accelerator_actor, build_critic, build_transformer_actor
+from accelerl.nets.build import build_accelerator_actor, build_critic, build_transformer_actor, build_transformer_critic
 from accelerl.nets.heads import DeterministicActor, GaussianActor, TwinCritic
 
 __all__ = [
@@ -10,4 +10,5 @@ __all__ = [
            "build_accelerator_actor",
            "build_critic",
            "build_transformer_actor",
+           "build_transformer_critic",
 ]

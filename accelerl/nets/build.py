@@ -58,10 +58,20 @@ def build_accelerator_actor(cfg: TrainConfig, spec: EnvSpec, critic: TwinCritic 
     return _actor_cls(cfg)(encoder, spec.act_dim, cfg.hidden_size, _rl_layers(cfg))
 
 
+def _transformer_encoder(cfg: TrainConfig, spec: EnvSpec) -> TransformerEncoder:
+    frame = frame_cnn(cfg, spec) if spec.pixels else None
+    return TransformerEncoder(spec.obs_dim, cfg.context_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
+                              cfg.dropout, cfg.positions, frame=frame)
+
+
+def build_transformer_critic(cfg: TrainConfig, spec: EnvSpec) -> TwinCritic:
+    """``--critic transformer``: both Q heads (one hidden layer each) read one transformer
+    encoder of the window, the same architecture as the actor's."""
+    return TwinCritic(functools.partial(_transformer_encoder, cfg, spec), spec.act_dim, cfg.hidden_size, 1,
+                      shared_encoder=True)
+
+
 def build_transformer_actor(cfg: TrainConfig, spec: EnvSpec) -> nn.Module:
     """Transformer over the window; the action is a linear read-out of the last token. With
     pixels, each token is the transformer's own per-frame CNN features (+ state)."""
-    frame = frame_cnn(cfg, spec) if spec.pixels else None
-    enc = TransformerEncoder(spec.obs_dim, cfg.context_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
-                             cfg.dropout, cfg.positions, frame=frame)
-    return _actor_cls(cfg)(enc, spec.act_dim, cfg.hidden_size, 0)
+    return _actor_cls(cfg)(_transformer_encoder(cfg, spec), spec.act_dim, cfg.hidden_size, 0)

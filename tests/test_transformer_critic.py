@@ -1,0 +1,73 @@
+"""--critic transformer: a transformer critic distilled toward the accelerator's in stage 1 and
+trained by TD in stage 2 (or from step 0 in scratch mode)."""
+
+from __future__ import annotations
+
+import torch
+from conftest import TINY, read_metrics, train_ok
+from test_resume import assert_same_run
+
+from accelerl import checkpoint
+from accelerl.algos import Distiller
+from accelerl.config import build_config
+from accelerl.envs import EnvSpec
+from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor, build_transformer_critic
+
+SPEC = EnvSpec("test", 5, 2, None, None)
+
+
+def test_distillation_pulls_the_transformer_critic_onto_the_accelerator_critic():
+    torch.manual_seed(0)
+    cfg = build_config({"env": "Pendulum-v1", "critic": "transformer", "hidden_size": 32, "d_model": 32, "d_ff": 64,
+                        "dropout": 0.0})
+    teacher_critic, student_critic = build_critic(cfg, SPEC), build_transformer_critic(cfg, SPEC)
+    assert student_critic.enc1 is student_critic.enc2 and student_critic.enc1.context == 3
+    distiller = Distiller(build_transformer_actor(cfg, SPEC), build_accelerator_actor(cfg, SPEC), 1e-3,
+                          teacher_critic, student_critic=student_critic)
+    g = torch.Generator().manual_seed(1)
+    window, mask = torch.randn(256, 3, 5, generator=g), torch.ones(256, 3, dtype=torch.bool)
+    behaviour = torch.rand(256, 2, generator=g) * 2 - 1
+    labels = distiller.labels(window, mask)
+    with torch.no_grad():
+        teacher_critic.q1[-1].bias.fill_(5.0)  # a teacher far from the student's initial outputs
+        teacher_critic.q2[-1].bias.fill_(-3.0)
+    before = float(distiller.critic_loss(window, mask, labels).detach())
+    teacher_before = [p.clone() for p in teacher_critic.parameters()]
+    for _ in range(300):
+        distiller.update_critic(window, mask, labels, behaviour)
+    assert float(distiller.critic_loss(window, mask, labels).detach()) < 0.02 * before
+    assert float(distiller.critic_loss(window, mask, behaviour).detach()) < 0.02 * before
+    assert all(torch.equal(a, b) for a, b in zip(teacher_before, teacher_critic.parameters(), strict=True))
+
+
+RUN = ["--env", "Pendulum-v1", "--critic", "transformer", "--total-steps", "600", "--learning-starts", "200",
+       "--stage1-steps", "300", "--eval-every", "150", "--eval-episodes", "1", "--checkpoint-every", "150",
+       "--bc-every", "100", "--bc-updates", "5", *TINY]
+
+
+def test_accelerate_with_a_transformer_critic_distils_then_fine_tunes_it_and_resumes_exactly(tmp_path):
+    straight = tmp_path / "straight"
+    train_ok([*RUN, "--run-dir", straight])
+    rows = read_metrics(straight)
+    stage1 = [r for r in rows if r["stage"] == "stage1" and r["critic_bc_loss"]]
+    assert stage1 and all(float(r["critic_bc_loss"]) >= 0 for r in stage1)
+    assert not any(r["critic_bc_loss"] for r in rows if r["stage"] == "stage2")
+    state = checkpoint.load(straight / "checkpoints" / "latest.pt")
+    assert state["stage"] == "stage2"
+    assert state["rl"]["critic"].keys() == state["nets"]["transformer_critic"].keys()  # stage 2 trains it
+    assert any("blocks" in k for k in state["rl"]["critic"])
+    # A run that ended in stage 2 and is resumed to the full budget equals the straight run.
+    short = tmp_path / "short"
+    args = list(RUN)
+    args[args.index("--total-steps") + 1] = "450"
+    train_ok([*args, "--run-dir", short])
+    train_ok(["--resume", short, "--total-steps", "600"])
+    assert_same_run(short, straight)
+
+
+def test_scratch_with_a_transformer_critic(tmp_path):
+    run = tmp_path / "scratch"
+    args = [a for a in RUN if a not in ("--stage1-steps", "300")]
+    train_ok([*args, "--mode", "scratch", "--total-steps", "300", "--run-dir", run])
+    nets = checkpoint.load(run / "checkpoints" / "latest.pt")["nets"]
+    assert any("blocks" in k for k in nets["critic"])
