@@ -74,7 +74,7 @@ class TrainConfig:
     learning_starts: int = _f(25_000, "Uniform-random env steps before the first update.")
     # --- replay ------------------------------------------------------------------------------
     buffer_size: int | None = _f(
-        None, "Replay capacity (transitions) for stage 1, scratch and accelerator modes; default 1M, 100k with --pixels."
+        None, "Replay capacity (transitions) of stage 1, scratch and accelerator modes; default 1M, 100k with images."
     )
     stage2_buffer_size: int = _f(20_000, "Replay capacity of the fresh stage-2 buffer (paper: 10-20k).")
     stage2_warmstart: bool = _f(True, "Fill the stage-2 buffer with the last transitions of stage 1.")
