@@ -88,3 +88,23 @@ def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mani_skill.envs", None)
     with pytest.raises(ConfigError, match=r"accelerl\[maniskill\]"):
         ManiSkillEnv("PushCube-v1")
+
+
+@needs_maniskill
+@pytest.mark.parametrize("task", ["PushCube-v1", "PullCube-v1", "PickCube-v1", "StackCube-v1"])
+def test_rgb_observation_is_the_base_camera_frame_then_the_state(task):
+    """One 3-channel frame (StackCube also has a hand camera, which must not leak into the state
+    part), then a short proprioceptive + task state; episodes end by the 50-step limit."""
+    from accelerl.envs import make_vector_env, probe_env
+
+    spec = probe_env(f"ManiSkill/{task}", None, obs="rgb", image_size=24)
+    assert spec.pixel_shape == (3, 24, 24) and 0 < spec.state_dim < 100
+    env = make_vector_env(spec, 1)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (1, spec.obs_dim) and 0 <= obs[0, :spec.pixel_dims].min() and obs[0, :spec.pixel_dims].max() <= 255
+    ends = 0
+    for _ in range(50):
+        obs, _, term, trunc, _ = env.step(np.zeros((1, spec.act_dim)))
+        ends += int(term[0] or trunc[0])
+    env.close()
+    assert ends == 1

@@ -87,6 +87,12 @@ class ManiSkillEnv(gym.Env):
             if any(word in text.lower() for word in ("vulkan", "vk::", "driver", "render", "device")):
                 raise ConfigError(f"{VULKAN_HINT} ({text})") from None
             raise ConfigError(f"could not create ManiSkill task {task}: {text}") from None
+        if obs == "rgb":
+            # The wrapper stacks every camera's RGB along channels, in sensor order; we keep the
+            # base camera's 3 channels (StackCube also has a hand camera).
+            cameras = list(env.reset(seed=0)[0]["sensor_data"])
+            if cameras[0] != "base_camera":
+                raise ConfigError(f"ManiSkill task {task} has no base camera first (cameras: {', '.join(cameras)})")
         self._ms = flatten(env, rgb=True, depth=False, state=True) if obs == "rgb" else env
         self.rgb = obs == "rgb"
         self.render_mode = render_mode
@@ -100,7 +106,7 @@ class ManiSkillEnv(gym.Env):
     def _flat(self, obs) -> np.ndarray:
         if not self.rgb:
             return obs[0].detach().cpu().numpy().astype(np.float32)
-        frame = obs["rgb"][0].permute(2, 0, 1).reshape(-1).float()
+        frame = obs["rgb"][0][..., :3].permute(2, 0, 1).reshape(-1).float()  # base camera, CHW
         state = obs["state"][0].float()
         return np.concatenate([frame.cpu().numpy(), state.cpu().numpy()])
 
