@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AccelerlError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
-    (run_dir / "config.json").write_text(cfg.to_json() + "\n")
+    checkpoint.atomic_write_text(cfg.to_json() + "\n", run_dir / "config.json")
     print(f"accelerl: run directory {run_dir}", file=sys.stderr)
     summary = trainer.run(state)
     print(json.dumps(summary))

@@ -316,6 +316,9 @@ class Trainer:
         --critic transformer the distilled one) and SAC's alpha carry over; optimisers restart; a
         fresh small buffer, warm-started with the last stage-1 transitions."""
         self._tick()
+        # Losses since the last evaluation belong to stage 1; without this they would be averaged
+        # into the first stage-2 row (a stale BC loss next to the transformer's TD losses).
+        self._drain_losses()
         self.pending_switch = None
         self.switch_step, self.switch_reason = self.env_step, reason
         self._enter_stage2()
