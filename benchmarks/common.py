@@ -6,24 +6,36 @@ import argparse
 import csv
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
 def train_run(flags: list[str], run_dir: Path, threads: int | None = None) -> None:
     """``accelerl train FLAGS --run-dir RUN_DIR`` in a subprocess: a finished run (summary.json)
-    is reused, an interrupted one (a checkpoint, no summary) resumed, anything else started."""
+    is reused, an interrupted one (a checkpoint, no summary) resumed, anything else started afresh
+    (a run killed before its first checkpoint has nothing to resume)."""
     if (run_dir / "summary.json").exists():
         return
     if (run_dir / "checkpoints" / "latest.pt").exists():
         cmd = [sys.executable, "-m", "accelerl.cli", "train", "--resume", str(run_dir)]
     else:
+        shutil.rmtree(run_dir, ignore_errors=True)
         cmd = [sys.executable, "-m", "accelerl.cli", "train", *flags, "--run-dir", str(run_dir)]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+
+
+def run_parallel(runs: list[tuple[list[str], Path]], jobs: int) -> None:
+    """Every (flags, run_dir) through :func:`train_run`, ``jobs`` at a time; the machine's cores are
+    split between them (one torch thread pool each) so parallel runs do not oversubscribe."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(lambda run: train_run(run[0], run[1], threads), runs))
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:
@@ -53,6 +65,8 @@ def add_run_args(parser: argparse.ArgumentParser, total_steps: int, eval_episode
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--eval-episodes", type=int, default=eval_episodes)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs in parallel (processes); each gets cpu_count/jobs torch threads")
     parser.add_argument("--out", default=str(out))
     parser.add_argument("--extra", default="", help="more train flags for every run, e.g. '--pixels' or '--d-model 64'")
     parser.add_argument("--results-dir", default=str(Path(__file__).resolve().parent / "results"))

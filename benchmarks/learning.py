@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from accelerl.stats import area_under_curve, bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import replace_section, train_run, write_csv  # noqa: E402
+from common import replace_section, run_parallel, write_csv  # noqa: E402
 
 BUDGETS = {
     "small": {"envs": ["Hopper-v5"], "masks": ["none"], "algos": ["td3"], "seeds": [0, 1], "total_steps": 50_000,
@@ -88,9 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             flags += ["--obs-mask", mask]
         task = env + ("" if mask == "none" else f"-{mask}")
         jobs.append(((task, algo, mode, seed), flags, Path(args.out) / task / algo / mode / f"s{seed}"))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: train_run(j[1], j[2], threads), jobs))
+    run_parallel([(flags, run_dir) for _, flags, run_dir in jobs], args.jobs)
 
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)

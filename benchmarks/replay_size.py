@@ -19,14 +19,13 @@ import json
 import os
 import platform
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import add_run_args, base_flags, command_line, replace_section, train_run, write_csv  # noqa: E402
+from common import add_run_args, base_flags, command_line, replace_section, run_parallel, write_csv  # noqa: E402
 
 from accelerl.stats import area_under_curve, bootstrap  # noqa: E402
 
@@ -44,7 +43,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algo", default="td3")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 100_000, 1_000_000])
     parser.add_argument("--stage1-steps", type=int, default=100_000)
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     add_run_args(parser, total_steps=300_000, eval_episodes=10, out=ROOT / "runs" / "bench-replay-size")
     args = parser.parse_args(argv)
 
@@ -55,9 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                      "--mode", "accelerate", "--stage1-steps", str(args.stage1_steps), "--stage2-buffer-size", str(size),
                      "--seed", str(seed), *args.extra.split()]
             jobs.append((size, seed, flags, Path(args.out) / args.env / f"buffer{size}" / f"s{seed}"))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: train_run(j[2], j[3], threads), jobs))
+    run_parallel([(flags, run_dir) for _, _, flags, run_dir in jobs], args.jobs)
 
     per_run = []
     for size, seed, _, run_dir in jobs:

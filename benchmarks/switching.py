@@ -25,7 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import add_run_args, base_flags, command_line, replace_section, train_run, write_csv  # noqa: E402
+from common import add_run_args, base_flags, command_line, replace_section, run_parallel, write_csv  # noqa: E402
 
 
 def configs(total: int) -> dict[str, list[str]]:
@@ -52,19 +52,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.obs_mask:
         base += ["--obs-mask", args.obs_mask]
     tag = args.env + (f"-{args.obs_mask}" if args.obs_mask else "")
+    runs = {(name, seed): ([*base, *flags, "--seed", str(seed)],
+                           Path(args.out) / tag / f"{name.replace(' ', '_').replace(',', '')}__s{seed}")
+            for name, flags in configs(args.total_steps).items() for seed in args.seeds}
+    run_parallel(list(runs.values()), args.jobs)
     results = []
-    for name, flags in configs(args.total_steps).items():
-        for seed in args.seeds:
-            slug = name.replace(" ", "_").replace(",", "")
-            run_dir = Path(args.out) / tag / f"{slug}__s{seed}"
-            train_run([*base, *flags, "--seed", str(seed)], run_dir)
-            summary = json.loads((run_dir / "summary.json").read_text())
-            results.append({"config": name, "seed": seed, "final": summary["final_return"].get("transformer"),
-                            "best": summary["best_return"], "switch_step": summary["switch_step"],
-                            "switch_reason": summary["switch_reason"],
-                            "env_steps": summary["env_steps"] + summary.get("teacher_steps", 0),
-                            "wall_time_s": summary["wall_time_s"]})
-            print(json.dumps(results[-1]), flush=True)
+    for (name, seed), (_, run_dir) in runs.items():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        results.append({"config": name, "seed": seed, "final": summary["final_return"].get("transformer"),
+                        "best": summary["best_return"], "switch_step": summary["switch_step"],
+                        "switch_reason": summary["switch_reason"],
+                        "env_steps": summary["env_steps"] + summary.get("teacher_steps", 0),
+                        "wall_time_s": summary["wall_time_s"]})
 
     write_csv(Path(args.results_dir) / f"switching-{tag}.csv", results)
 

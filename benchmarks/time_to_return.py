@@ -28,7 +28,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import add_run_args, base_flags, command_line, replace_section, train_run, write_csv  # noqa: E402
+from common import add_run_args, base_flags, command_line, replace_section, run_parallel, write_csv  # noqa: E402
 
 MODES = ("accelerate", "scratch")
 
@@ -59,12 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     base = [*base_flags(args, checkpoint_every=args.eval_every), *args.extra.split()]
     tag = (args.env.replace("/", "-") + "-" + args.algo + "".join(f"_{x.lstrip('-')}" for x in args.extra.split()
                                                                   if x.startswith("--") and x != "--device"))
-    curves: dict[tuple[str, int], list] = {}
-    for seed in args.seeds:
-        for mode in MODES:
-            run_dir = Path(args.out) / tag / f"{mode}__s{seed}"
-            train_run([*base, "--mode", mode, "--seed", str(seed)], run_dir)
-            curves[mode, seed] = transformer_curve(run_dir, args.metric)
+    runs = {(mode, seed): ([*base, "--mode", mode, "--seed", str(seed)], Path(args.out) / tag / f"{mode}__s{seed}")
+            for seed in args.seeds for mode in MODES}
+    run_parallel(list(runs.values()), args.jobs)
+    curves = {key: transformer_curve(run_dir, args.metric) for key, (_, run_dir) in runs.items()}
 
     best = {m: float(np.mean([max(v for _, _, v in curves[m, s]) for s in args.seeds])) for m in MODES}
     low = min(best.values())
