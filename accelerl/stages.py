@@ -132,6 +132,8 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.stage_time: dict[str, float] = {}
         self.stage_steps: dict[str, int] = {}
+        self.stage_updates: dict[str, int] = {}  # RL gradient updates (critic steps) per stage
+        self.bc_updates = 0
         self.wall_time = 0.0
         self._clock = time.perf_counter()
         self.loss_sums: dict[str, torch.Tensor] = {}
@@ -266,6 +268,7 @@ class Trainer:
             batch = self.buffer.sample(self.cfg.batch_size, self.rl_context, self.gen)
             self._accumulate(self.rl.update(batch))
             self.update_debt -= 1.0
+            self.stage_updates[self.stage] = self.stage_updates.get(self.stage, 0) + 1
 
     def _distill(self) -> None:
         if self.student_cnn_frozen:
@@ -282,6 +285,7 @@ class Trainer:
             window, mask = self.buffer.gather(rows, envs, self.context)
             labels = self.distiller.labels(window, mask)
             self._accumulate({"bc_loss": self.distiller.update(window, mask, labels)})
+            self.bc_updates += 1
             if self.transformer_critic is not None:
                 behaviour = self.buffer.act[rows, envs]
                 self._accumulate({"critic_bc_loss": self.distiller.update_critic(window, mask, labels, behaviour)})
@@ -307,6 +311,7 @@ class Trainer:
             for start in range(0, len(order), cfg.bc_batch_size):
                 idx = order[start:start + cfg.bc_batch_size]
                 self._accumulate({"bc_loss": self.distiller.update(windows[idx], masks[idx], labels[idx])})
+                self.bc_updates += 1
                 if self.transformer_critic is not None:
                     self._accumulate({"critic_bc_loss": self.distiller.update_critic(windows[idx], masks[idx],
                                                                                      labels[idx])})
@@ -453,7 +458,8 @@ class Trainer:
             "update_debt": self.update_debt, "update_start": self.update_start, "switch_step": self.switch_step,
             "switch_reason": self.switch_reason, "pending_switch": self.pending_switch,
             "best_return": self.best_return, "last_eval": self.last_eval, "stage_time": self.stage_time,
-            "stage_steps": self.stage_steps, "wall_time": self.wall_time, "teacher_steps": self.teacher_steps,
+            "stage_steps": self.stage_steps, "stage_updates": self.stage_updates, "bc_updates": self.bc_updates,
+            "wall_time": self.wall_time, "teacher_steps": self.teacher_steps,
             "bc_round": self.bc_round, "np_rng": self.np_rng.bit_generator.state,
             "student_driven": self.student_driven.copy(), "student_steps": self.student_steps,
             "loss_sums": {k: v.cpu() for k, v in self.loss_sums.items()}, "loss_counts": self.loss_counts,
@@ -475,6 +481,7 @@ class Trainer:
                     "switch_reason", "pending_switch", "best_return", "last_eval", "stage_time", "stage_steps",
                     "wall_time", "loss_counts", "teacher_steps", "bc_round", "student_steps"):
             setattr(self, key, state[key])
+        self.stage_updates, self.bc_updates = state.get("stage_updates", {}), state.get("bc_updates", 0)
         self.loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
         self.ep_return = state["ep_return"].copy()
         self.np_rng.bit_generator.state = state["np_rng"]
@@ -508,6 +515,8 @@ class Trainer:
         cfg = self.cfg
         sps = {k: round(self.stage_steps[k] / max(t, 1e-9), 1) for k, t in self.stage_time.items()
                if self.stage_steps.get(k)}
+        ups = {k: round(self.stage_updates.get(k, 0) / max(t, 1e-9), 1) for k, t in self.stage_time.items()
+               if self.stage_steps.get(k)}
         summary = {
             "accelerl_version": __version__, "env": cfg.env, "obs_mask": cfg.obs_mask, "mode": cfg.mode,
             "algo": cfg.algo, "accelerator": cfg.accelerator_kind if cfg.mode != "scratch" else None,
@@ -518,6 +527,7 @@ class Trainer:
             "switch_step": self.switch_step, "switch_reason": self.switch_reason,
             "wall_time_s": round(self.wall_time, 1),
             "steps_per_s": round(self.env_step / max(self.wall_time, 1e-9), 1), "stage_steps_per_s": sps,
+            "stage_updates_per_s": ups, "rl_updates": sum(self.stage_updates.values()), "bc_updates": self.bc_updates,
             "replay_bytes": self.buffer.nbytes,
         }
         atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")

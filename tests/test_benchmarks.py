@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +17,7 @@ def load(name: str):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
 
@@ -25,11 +27,17 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_speed_benchmark_smoke(tmp_path, capsys):
-    load("speed").main(["--env", "Pendulum-v1", "--steps", "64", "--warmup", "64", "--results-dir", str(tmp_path)])
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_speed_benchmark_smoke(algo, tmp_path, capsys):
+    load("speed").main(["--env", "Pendulum-v1", "--algo", algo, "--steps", "64", "--warmup", "300",
+                        "--results-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "| accelerl --mode accelerate, stage 1 |" in out and "target: at most 1.3x" in out
-    assert len(rows(tmp_path / "speed.csv")) == 5
+    assert f"| plain single-file MLP {algo.upper()} |" in out and "| bytes per transition |" in out
+    table = rows(tmp_path / f"speed-{algo}.csv")
+    assert len(table) == 5 and all(float(r["updates_per_s"]) > 0 for r in table)
+    # the plain agent's replay is exactly the raw (s, a, r, s', terminated) float32 data: 36 B for Pendulum
+    assert int(table[0]["replay_bytes"]) == 36 * int(table[0]["transitions"]) == 36 * 364
 
 
 def test_switching_benchmark_smoke(tmp_path, capsys):

@@ -111,6 +111,12 @@ def test_train_writes_a_complete_run_directory(name, runs):
     last = {r["policy"]: float(r["return_mean"]) for r in evals if r["policy"] != "random"}
     assert summary["final_return"] == pytest.approx(last)
 
+    if name in ("accelerate-td3", "scratch-td3", "accelerator-sac"):
+        # one RL update per env step from step 200 (learning starts) to 600, both stages; two BC
+        # rounds (steps 200 and 300) of 5 updates before the switch at 300
+        assert summary["rl_updates"] == 401
+        assert summary["bc_updates"] == (10 if mode == "accelerate" else 0)
+        assert set(summary["stage_updates_per_s"]) == set(summary["stage_steps_per_s"])
     switches = [r for r in rows if r["event"].startswith("switch")]
     if mode == "accelerate":
         assert {r["stage"] for r in evals} == {"stage1", "stage2"}
