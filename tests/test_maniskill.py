@@ -74,6 +74,43 @@ def test_rgb_run_uses_the_cnn_and_stores_frames_as_bytes(tmp_path):
 
 
 @needs_maniskill
+def test_restored_env_continues_exactly_like_the_original():
+    """A snapshot taken mid-episode and restored into another env (one that has run episodes of
+    its own) continues bit for bit like the original, observations, rewards and step limit alike."""
+    from accelerl.envs.maniskill import ManiSkillEnv
+
+    original, other = ManiSkillEnv("PushCube-v1"), ManiSkillEnv("PushCube-v1")
+    actions = np.random.default_rng(0).uniform(-1, 1, (60, original.action_space.shape[0])).astype(np.float32)
+    original.reset(seed=3)
+    for a in actions[:20]:
+        original.step(a)
+    snapshot = original.get_sim_state()
+    expected = [original.step(a) for a in actions[20:]]
+    other.reset(seed=11)
+    for a in actions[:7]:
+        other.step(a)
+    other.set_sim_state(snapshot)
+    got = [other.step(a) for a in actions[20:]]
+    for (o1, r1, te1, tr1, _), (o2, r2, te2, tr2, _) in zip(expected, got, strict=True):
+        assert np.array_equal(o1, o2) and r1 == r2 and (te1, tr1) == (te2, tr2)
+    assert any(tr for *_, tr, _ in got)  # the 50-step limit falls at the same step
+    original.close()
+    other.close()
+
+
+@needs_maniskill
+def test_resumed_run_equals_the_straight_run(tmp_path):
+    from test_resume import assert_same_run
+
+    args = [*RUN, "--stage1-steps", "200", "--eval-every", "110", "--checkpoint-every", "110"]
+    straight, short = tmp_path / "straight", tmp_path / "short"
+    train_ok([*args, "--total-steps", "330", "--run-dir", straight])
+    train_ok([*args, "--total-steps", "220", "--run-dir", short])  # stops mid-episode, in stage 2
+    train_ok(["--resume", short, "--total-steps", "330"])
+    assert_same_run(short, straight)
+
+
+@needs_maniskill
 def test_missing_vulkan_is_one_error_line(tmp_path):
     env = {**SUBPROCESS_ENV, "VK_ICD_FILENAMES": os.devnull}
     proc = subprocess.run([sys.executable, "-m", "accelerl.cli", "train", "--env", "ManiSkill/PushCube-v1",

@@ -111,14 +111,21 @@ class ManiSkillEnv(gym.Env):
         return np.concatenate([frame.cpu().numpy(), state.cpu().numpy()])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        # Every episode gets an explicit seed from this env's own RNG: ManiSkill then builds the
+        # episode from that seed alone (an unseeded reset would draw from the global torch RNG),
+        # so (seed, actions so far) pins the simulator state exactly; resume replays it.
         super().reset(seed=seed)
-        obs, _ = self._ms.reset(seed=seed, options=options)
+        self._episode_seed = int(self.np_random.integers(2**31))
+        self._episode_actions: list[np.ndarray] = []
+        obs, _ = self._ms.reset(seed=self._episode_seed, options=options)
         return self._flat(obs), {}
 
     def step(self, action: np.ndarray):
         import torch
 
-        obs, rew, term, trunc, info = self._ms.step(torch.as_tensor(np.asarray(action, dtype=np.float32))[None])
+        action = np.asarray(action, dtype=np.float32)
+        self._episode_actions.append(action.copy())
+        obs, rew, term, trunc, info = self._ms.step(torch.as_tensor(action)[None])
         success = bool(info["success"][0]) if "success" in info else False
         return self._flat(obs), float(rew[0]), bool(term[0]), bool(trunc[0]), {"success": success}
 
@@ -129,34 +136,17 @@ class ManiSkillEnv(gym.Env):
     def close(self) -> None:
         self._ms.close()
 
-    # resume: the simulator's state (poses, velocities) and the episode's step counter
+    # Resume. Writing poses and velocities back into PhysX is not exact (even writing the same
+    # state in place changes the next steps by ~1e-6: the solver keeps state the API does not
+    # expose), but the simulator is deterministic, so we replay the episode from its seed instead:
+    # at most one episode (50 steps for the tabletop tasks) of simulation.
     def get_sim_state(self) -> dict:
-        unwrapped = self._ms.unwrapped
-        return {"sim": {k: v.cpu() for k, v in _flatten_state(unwrapped.get_state_dict()).items()},
-                "elapsed": unwrapped._elapsed_steps.cpu().clone()}
+        return {"episode_seed": self._episode_seed, "actions": [a.copy() for a in self._episode_actions]}
 
     def set_sim_state(self, state: dict) -> None:
-        unwrapped = self._ms.unwrapped
-        unwrapped.set_state_dict(_unflatten_state(state["sim"], unwrapped.device))
-        unwrapped._elapsed_steps[:] = state["elapsed"].to(unwrapped._elapsed_steps.device)
+        import torch
 
-
-def _flatten_state(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten_state(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _unflatten_state(flat: dict, device) -> dict:
-    tree: dict = {}
-    for key, value in flat.items():
-        node = tree
-        *parents, leaf = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value.to(device)
-    return tree
+        self._ms.reset(seed=state["episode_seed"])
+        for action in state["actions"]:
+            self._ms.step(torch.as_tensor(action)[None])
+        self._episode_seed, self._episode_actions = state["episode_seed"], [a.copy() for a in state["actions"]]
