@@ -200,6 +200,10 @@ class _SumCritic(nn.Module):
         q = action.sum(-1)
         return q, q
 
+    def action_value(self, window, mask, action, both=True):
+        q = action.sum(-1)
+        return (q, q) if both else q
+
 
 @pytest.mark.parametrize("ascent", [0.0, 1.0])
 def test_bc_actor_ascent_moves_the_student_towards_higher_q(ascent):
@@ -218,3 +222,26 @@ def test_bc_actor_ascent_moves_the_student_towards_higher_q(ascent):
         assert abs(mean_action) < 0.05  # pure imitation of zeros
     else:
         assert mean_action > 0.2  # the Q term pulls actions up against the BC term
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_action_value_equals_forward_and_leaves_the_encoder_without_gradient(kind):
+    """The actor's loss reads Q through ``action_value``: same values as the critic's forward, a
+    gradient for the action, none for the critic's encoder (so backward skips it)."""
+    from accelerl.config import build_config
+    from accelerl.envs import probe_for
+    from accelerl.nets.build import build_critic
+
+    torch.manual_seed(0)
+    cfg = build_config({"env": "Pendulum-v1", "accelerator": kind, "context": 4, "hidden_size": 16})
+    critic = build_critic(cfg, probe_for(cfg))
+    window, mask = torch.randn(5, 4, 3), torch.ones(5, 4, dtype=torch.bool)
+    action = torch.rand(5, 1, requires_grad=True)
+    q1, q2 = critic(window, mask, action)
+    v1, v2 = critic.action_value(window, mask, action)
+    # (equal up to float rounding: kernels may differ with and without autograd)
+    assert torch.allclose(q1, v1, atol=1e-6) and torch.allclose(q2, v2, atol=1e-6)
+    assert torch.allclose(critic.action_value(window, mask, action, both=False), q1, atol=1e-6)
+    v1.sum().backward()
+    assert action.grad is not None and action.grad.abs().sum() > 0
+    assert all(p.grad is None for p in critic.enc1.parameters())

@@ -50,7 +50,7 @@ class Distiller:
             action = self.student(window, mask)
             loss = (action - labels).pow(2).sum(-1).mean()
         if self.actor_ascent > 0 and self.critic is not None:
-            q, _ = self.critic(window, mask, action)
+            q = self.critic.action_value(window, mask, action, both=False)
             loss = loss - self.actor_ascent * q.mean() / q.abs().mean().detach().clamp_min(1e-6)
         return loss
 

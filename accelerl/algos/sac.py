@@ -48,7 +48,7 @@ class SAC(OffPolicy):
         critic_loss = self._critic_step(batch, target)
 
         action, logp = self.actor.sample(batch.obs, batch.mask)
-        q1, q2 = self.critic(batch.obs, batch.mask, action)
+        q1, q2 = self.critic.action_value(batch.obs, batch.mask, action)
         actor_loss = (alpha * logp - torch.minimum(q1, q2)).mean()
         self._actor_step(actor_loss)
 

@@ -36,7 +36,7 @@ class TD3(OffPolicy):
         out = {"critic_loss": self._critic_step(batch, target)}
         self.updates += 1
         if self.updates % cfg.policy_delay == 0:
-            q1, _ = self.critic(batch.obs, batch.mask, self.actor(batch.obs, batch.mask))
+            q1 = self.critic.action_value(batch.obs, batch.mask, self.actor(batch.obs, batch.mask), both=False)
             actor_loss = -q1.mean()
             self._actor_step(actor_loss)
             polyak(self.critic_target, self.critic, cfg.tau)

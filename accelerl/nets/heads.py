@@ -71,3 +71,15 @@ class TwinCritic(nn.Module):
         q1 = self.q1(torch.cat([feat1, action], -1)).squeeze(-1)
         q2 = self.q2(torch.cat([feat2, action], -1)).squeeze(-1)
         return q1, q2
+
+    def action_value(self, window: torch.Tensor, mask: torch.Tensor, action: torch.Tensor, both: bool = True):
+        """Q(W, a) for an actor's loss, which needs gradients with respect to the action only: the
+        encoder runs without autograd, so backward skips the critic's encoder (a CNN, LSTM or
+        transformer) and the unused head. Same values as ``forward``."""
+        with torch.no_grad():
+            feat1 = self.enc1(window, mask)
+            feat2 = feat1 if self.enc2 is self.enc1 or not both else self.enc2(window, mask)
+        q1 = self.q1(torch.cat([feat1, action], -1)).squeeze(-1)
+        if not both:
+            return q1
+        return q1, self.q2(torch.cat([feat2, action], -1)).squeeze(-1)
