@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import shlex
@@ -36,6 +37,23 @@ def run_parallel(runs: list[tuple[list[str], Path]], jobs: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(lambda run: train_run(run[0], run[1], threads), runs))
+
+
+def machine_line(jobs: int) -> str:
+    """Where a grid ran, for the docs: the CPU and how it was shared between parallel runs."""
+    import platform
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{cpu}, {cores} cores{gpu}; {jobs} run(s) at a time, "
+            f"{max(1, cores // jobs)} torch thread(s) each")
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import add_run_args, base_flags, command_line, replace_section, run_parallel, write_csv  # noqa: E402
+from common import add_run_args, base_flags, command_line, machine_line, replace_section, run_parallel, write_csv  # noqa: E402
 
 
 def configs(total: int) -> dict[str, list[str]]:
@@ -68,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(Path(args.results_dir) / f"switching-{tag}.csv", results)
 
     cmd = command_line("switching.py", argv)
-    lines = [f"Command: `{cmd}` ({platform.machine()}, {torch.get_num_threads()} torch threads, CPU; "
+    lines = [f"Command: `{cmd}` ({machine_line(args.jobs)}; "
              f"{len(args.seeds)} seed(s); evaluation: {args.eval_episodes} deterministic episodes every "
              f"{args.eval_every} steps).", "",
              "| configuration | final transformer return | best | switch step | env steps incl. teacher | wall time (s) |",

@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import add_run_args, base_flags, command_line, replace_section, run_parallel, write_csv  # noqa: E402
+from common import add_run_args, base_flags, command_line, machine_line, replace_section, run_parallel, write_csv  # noqa: E402
 
 MODES = ("accelerate", "scratch")
 
@@ -79,8 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(Path(args.results_dir) / f"time-to-return-{tag}.csv", results)
 
     cmd = command_line("time_to_return.py", argv)
-    lines = [f"Command: `{cmd}` ({platform.machine()}, {torch.get_num_threads()} torch threads, "
-             f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; {len(args.seeds)} seed(s); evaluation: "
+    lines = [f"Command: `{cmd}` ({machine_line(args.jobs)}; {len(args.seeds)} seed(s); evaluation: "
              f"{args.eval_episodes} deterministic episodes every {args.eval_every} steps). Target: "
              f"{args.fraction:g} x the lower mode's best {args.metric} = {target:.3g}.", "",
              f"| mode | reached (seeds) | env steps to target | training wall time to target (s) | best {args.metric} "
