@@ -38,8 +38,6 @@ class SwitchRule:
         """Record one evaluation; return (switch now?, why)."""
         if bc_loss is not None and math.isfinite(bc_loss):
             self.bc_history.append(bc_loss)
-        if step >= self.cap:
-            return True, f"reached the stage-1 cap of {self.cap} steps"
         base = self.random_return if self.random_return is not None else 0.0
         acc_gain, tr_gain = acc_return - base, tr_return - base
         learned = acc_gain > 0.1 * max(abs(base), 1.0)
@@ -49,6 +47,8 @@ class SwitchRule:
             share = tr_gain / acc_gain
             return True, (f"transformer at {share:.0%} of the accelerator's gain over random for {self.streak} "
                           f"evaluations and BC loss plateaued")
+        if step >= self.cap:  # after the rule, so that the reason names the rule when both hold
+            return True, f"reached the stage-1 cap of {self.cap} steps"
         return False, ""
 
     def state_dict(self) -> dict:

@@ -87,3 +87,11 @@ def test_patience_counts_consecutive_evaluations(patience):
     feed(rule, [(i, 100.0, 0.0, 0.3) for i in range(1, 4)])  # BC plateaued, transformer far behind
     decisions = feed(rule, [(10 + i, 100.0, 60.0, 0.3) for i in range(patience)])
     assert decisions == [False] * (patience - 1) + [True]
+
+
+def test_rule_and_cap_on_the_same_evaluation_names_the_rule():
+    """The reason says why the switch was due: the rule, when it holds at the cap's evaluation."""
+    rule = SwitchRule(ratio=0.9, patience=2, plateau=0.05, cap=3000, random_return=0.0)
+    assert feed(rule, [(1000, 100.0, 10.0, 1.0), (2000, 100.0, 95.0, 0.5)]) == [False, False]
+    switch, why = rule.observe(3000, 100.0, 99.0, 0.6)
+    assert switch and "plateaued" in why and "cap" not in why
