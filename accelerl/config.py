@@ -94,7 +94,7 @@ class TrainConfig:
     init_alpha: float = _f(1.0, "SAC: initial entropy temperature (tuned automatically).")
     # --- networks ----------------------------------------------------------------------------
     hidden_size: int = _f(256, "Width of MLP/LSTM accelerator layers and of critics.")
-    hidden_layers: int = _f(3, "Hidden layers of MLP actors and critics.")
+    hidden_layers: int = _f(3, "Hidden layers of the actor and critic heads (MLP, LSTM, CNN; transformer critic).")
     d_model: int = _f(256, "Transformer width.")
     n_heads: int = _f(2, "Transformer attention heads.")
     n_layers: int = _f(1, "Transformer encoder layers.")

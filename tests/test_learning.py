@@ -65,3 +65,15 @@ def test_accelerate_td3_learns_pendulum(seed, tmp_path):
     train_ok(["--resume", run, "--total-steps", "14000"], timeout=600)
     stage2 = [float(r["return_mean"]) for r in eval_rows(read_metrics(run)) if r["stage"] == "stage2"]
     assert len(stage2) == 4 and statistics.median(stage2) > -600, f"stage-2 returns {stage2}"
+
+
+def test_lstm_accelerator_learns_fully_observed_pendulum(tmp_path):
+    """The LSTM agent (the POMDP accelerator) must learn what the MLP learns. With a one-layer
+    head after the LSTM, TD3's actor saturated at the action bounds and stayed there (-1500)."""
+    run = tmp_path / "lstm"
+    train_ok(["--env", "Pendulum-v1", "--mode", "accelerator", "--accelerator", "lstm", "--context", "10",
+              "--hidden-size", "64", "--batch-size", "128", "--buffer-size", "20000", "--total-steps", "8000",
+              "--learning-starts", "1000", "--eval-every", "2000", "--eval-episodes", "5", "--checkpoint-every",
+              "8000", "--device", "cpu", "--run-dir", run], timeout=600)
+    returns = [float(r["return_mean"]) for r in eval_rows(read_metrics(run)) if r["policy"] == "accelerator"]
+    assert max(returns) > -400, f"LSTM accelerator returns {returns}"

@@ -35,27 +35,25 @@ def _accelerator_encoder(cfg: TrainConfig, spec: EnvSpec) -> nn.Module:
     return LastObsEncoder(spec.obs_dim)
 
 
-def _rl_layers(cfg: TrainConfig) -> int:
-    return 1 if cfg.accelerator_kind == "lstm" else cfg.hidden_layers
-
-
 def build_critic(cfg: TrainConfig, spec: EnvSpec) -> TwinCritic:
     """The accelerator's twin critic; stage 2 and scratch mode use the same architecture. A CNN
     critic's two heads share one encoder."""
     return TwinCritic(functools.partial(_accelerator_encoder, cfg, spec), spec.act_dim, cfg.hidden_size,
-                      _rl_layers(cfg), shared_encoder=cfg.accelerator_kind == "cnn")
+                      cfg.hidden_layers, shared_encoder=cfg.accelerator_kind == "cnn")
 
 
 def build_accelerator_actor(cfg: TrainConfig, spec: EnvSpec, critic: TwinCritic | None = None) -> nn.Module:
-    """MLP: 3x256 on o_t (reference code). LSTM: Linear-LSTM 256 over the window, one hidden
-    layer. CNN: reads the critic's encoder without training it (pass ``critic``; without one, as
-    when loading a saved policy, it gets its own copy of that encoder's architecture)."""
+    """MLP: 3x256 on o_t (reference code). LSTM: Linear-LSTM 256 over the window, then the same
+    3x256 head (a 1-layer head made TD3's critic too coarse in the action: the actor saturated at
+    the bounds and never learned Pendulum, even fully observed). CNN: reads the critic's encoder
+    without training it (pass ``critic``; without one, as when loading a saved policy, it gets
+    its own copy of that encoder's architecture)."""
     if cfg.accelerator_kind == "cnn":
         inner = critic.enc1 if critic is not None else _accelerator_encoder(cfg, spec)
         encoder: nn.Module = DetachedEncoder(inner)
     else:
         encoder = _accelerator_encoder(cfg, spec)
-    return _actor_cls(cfg)(encoder, spec.act_dim, cfg.hidden_size, _rl_layers(cfg))
+    return _actor_cls(cfg)(encoder, spec.act_dim, cfg.hidden_size, cfg.hidden_layers)
 
 
 def _transformer_encoder(cfg: TrainConfig, spec: EnvSpec) -> TransformerEncoder:
@@ -65,10 +63,10 @@ def _transformer_encoder(cfg: TrainConfig, spec: EnvSpec) -> TransformerEncoder:
 
 
 def build_transformer_critic(cfg: TrainConfig, spec: EnvSpec) -> TwinCritic:
-    """``--critic transformer``: both Q heads (one hidden layer each) read one transformer
-    encoder of the window, the same architecture as the actor's."""
-    return TwinCritic(functools.partial(_transformer_encoder, cfg, spec), spec.act_dim, cfg.hidden_size, 1,
-                      shared_encoder=True)
+    """``--critic transformer``: both Q heads (``--hidden-layers`` deep, like the accelerator's)
+    read one transformer encoder of the window, the same architecture as the actor's."""
+    return TwinCritic(functools.partial(_transformer_encoder, cfg, spec), spec.act_dim, cfg.hidden_size,
+                      cfg.hidden_layers, shared_encoder=True)
 
 
 def build_transformer_actor(cfg: TrainConfig, spec: EnvSpec) -> nn.Module:
