@@ -155,8 +155,10 @@ def accelerl_rates(env_id: str, mode: str, algo: str, warmup: int, steps: int, s
                      "seed": seed, "device": device, "run_dir": str(run_dir), "buffer_size": max(n, 256)}
         if mode == "accelerate":
             overrides["stage1_steps"] = str(stage1)
-        summary = Trainer(build_config(overrides), run_dir).run()
-        return {stage: Rates(sps, summary["stage_updates_per_s"][stage], summary["replay_bytes"], n)
+        trainer = Trainer(build_config(overrides), run_dir)
+        summary = trainer.run()
+        held = trainer.buffer.num_transitions  # a row per step plus one per episode end, so < n
+        return {stage: Rates(sps, summary["stage_updates_per_s"][stage], summary["replay_bytes"], held)
                 for stage, sps in summary["stage_steps_per_s"].items()}
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -206,15 +208,16 @@ def main(argv: list[str] | None = None) -> None:
     stage1_cost = accel.env_steps_per_s / rows[2][1].env_steps_per_s
     lines += ["", f"Stage 1 wall time relative to `--mode accelerator` for the same steps: {stage1_cost:.2f}x "
               f"(target: at most 1.3x).", "",
-              f"Replay memory, each buffer holding the run's {w + n} transitions (storage is allocated up front, so "
-              f"this is also its peak). Raw data: one float32 (s, a, r, s', terminated) tuple per transition = "
+              f"Replay memory: each buffer has room for the run's {w + n} steps (storage is allocated up front, so "
+              f"this is also its peak); bytes per transition divide it by the transitions it holds at the end. "
+              f"Raw data: one float32 (s, a, r, s', terminated) tuple per transition = "
               f"{raw} B for {args.env} ({obs_dim}-d observations, {act_dim}-d actions). accelerl stores every "
-              "observation once (s' is the next row; one extra row per episode end) whatever the context "
-              "length, plus truncation and bookkeeping fields.", "",
-              "| configuration | replay bytes | bytes per transition | vs raw |", "|---|---|---|---|"]
+              "observation once (s' is the next row; one extra row per episode end, for the final observation) "
+              "whatever the context length, plus truncation and bookkeeping fields.", "",
+              "| configuration | replay bytes | transitions held | bytes per transition | vs raw |", "|---|---|---|---|---|"]
     for name, r in (rows[0], rows[1], rows[4]):
         per = r.replay_bytes / r.transitions
-        lines.append(f"| {name} | {r.replay_bytes:,} | {per:.0f} | {per / raw:.2f}x |")
+        lines.append(f"| {name} | {r.replay_bytes:,} | {r.transitions:,} | {per:.0f} | {per / raw:.2f}x |")
     table = "\n".join(lines)
     print(table)
 
