@@ -505,7 +505,10 @@ class Trainer:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
-        self.gen.set_state(rng["gen"])
+        if rng["gen"].numel() == self.gen.get_state().numel():
+            self.gen.set_state(rng["gen"])
+        else:  # resumed on another kind of device: its generator's state cannot carry over
+            self.gen.manual_seed(int(torch.randint(2**62, (1,)).item()))
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 

@@ -45,6 +45,31 @@ def first_reach(curve: list[tuple[int, float, float]], target: float) -> tuple[i
     return None
 
 
+def plot_curves(curves: dict[tuple[str, int], list[tuple[int, float, float]]], target: float, metric: str,
+                title: str, path: Path) -> Path:
+    """Each run's transformer evaluations against env steps, one colour per mode, and the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for colour, mode in zip(("tab:blue", "tab:orange"), MODES, strict=True):
+        for i, seed in enumerate(sorted(s for m, s in curves if m == mode)):
+            steps, _, values = zip(*curves[mode, seed], strict=True)
+            ax.plot(steps, values, color=colour, alpha=0.8, marker=".", label=mode if i == 0 else None)
+    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label="target")
+    ax.set_title(title)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(f"transformer eval {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="ManiSkill/PushCube-v1")
@@ -75,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(results[-1]), flush=True)
 
     write_csv(Path(args.results_dir) / f"time-to-return-{tag}.csv", results)
+    figure = plot_curves(curves, target, args.metric, f"{args.env} {args.algo} {args.extra}".strip(),
+                         Path(args.results_dir) / f"time-to-return-{tag}.png")
 
     cmd = command_line("time_to_return.py", argv)
     lines = [f"Command: `{cmd}` ({machine_line(args.jobs)}; {len(args.seeds)} seed(s); evaluation: "
@@ -90,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {mode} | {len(hits)}/{len(rows)} | {steps} | {wall} | {np.mean([r['best'] for r in rows]):.3g} "
                      f"| {np.mean([r['final'] for r in rows]):.3g} | "
                      f"{np.mean([r['total_wall_time_s'] for r in rows]):.0f} |")
+    lines += ["", f"![time-to-return-{tag}](../benchmarks/results/{figure.name})"]
     table = "\n".join(lines)
     print(table)
     if args.write_docs:

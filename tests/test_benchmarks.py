@@ -80,6 +80,7 @@ def test_time_to_return_benchmark_smoke(tmp_path, capsys):
             "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path)]
     load("time_to_return").main(argv)
     (csv_path,) = tmp_path.glob("time-to-return-*.csv")
+    assert csv_path.with_suffix(".png").stat().st_size > 0
     table = rows(csv_path)
     assert {r["mode"] for r in table} == {"accelerate", "scratch"}
     # the target is below the lower mode's best, so at least that mode reaches it

@@ -1,0 +1,70 @@
+"""The CUDA path (``--device cuda`` and ``auto``). Skipped where there is no GPU (CI has none);
+run by hand on a GPU machine with ``pytest tests/test_cuda.py``."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import PENDULUM_SHORT, eval_rows, read_metrics, read_summary, run_cli, train_ok
+from test_pixels import PIXEL_RUN
+
+from accelerl import load_policy
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+def on(device: str, args: list[str]) -> list[str]:
+    """The same run arguments with ``--device DEVICE`` instead of the tiny runs' ``--device cpu``."""
+    i = args.index("--device")
+    return [*args[:i + 1], device, *args[i + 2:]]
+
+
+def pendulum_obs(n: int) -> np.ndarray:
+    env = gym.make("Pendulum-v1")
+    obs = [env.reset(seed=s)[0] for s in range(n)]
+    env.close()
+    return np.stack(obs)
+
+
+@pytest.mark.parametrize("extra", [
+    ["--mode", "accelerate", "--algo", "td3"],
+    ["--mode", "accelerate", "--algo", "sac", "--critic", "transformer", "--bc-data", "dagger"],
+    ["--mode", "scratch", "--algo", "sac"],
+    ["--mode", "accelerator", "--algo", "td3", "--accelerator", "lstm", "--context", "4"],
+], ids=["accelerate-td3", "accelerate-sac-critic-dagger", "scratch-sac", "accelerator-lstm"])
+def test_runs_on_cuda_and_its_policy_acts_the_same_on_cpu(tmp_path, extra):
+    run = tmp_path / "run"
+    train_ok([*on("auto", PENDULUM_SHORT), *extra, "--run-dir", run])
+    summary = read_summary(run)
+    assert summary["device"].startswith("cuda")  # auto picked the GPU
+    which = "accelerator" if "accelerator" in extra else "transformer"
+    assert summary["env_steps"] == 600 and np.isfinite(summary["final_return"][which])
+    obs = pendulum_obs(4)
+    on_gpu, on_cpu = load_policy(run, which, device="cuda"), load_policy(run, which, device="cpu")
+    for _ in range(3):  # a few steps, so the context window fills
+        np.testing.assert_allclose(on_gpu.predict(obs), on_cpu.predict(obs), atol=1e-4)
+
+
+@pytest.mark.parametrize("first,second", [("cpu", "cuda"), ("cuda", "cpu")])
+def test_a_run_resumes_on_the_other_device(tmp_path, first, second):
+    """A checkpoint written on one device resumes on the other (its generator cannot carry over,
+    so the resumed run is not bit-identical, but it must finish both stages)."""
+    run = tmp_path / "run"
+    args = [*on(first, PENDULUM_SHORT), "--run-dir", run]
+    args[args.index("--total-steps") + 1] = "400"  # stop in stage 2 (switch at 300)
+    train_ok(args)
+    train_ok(["--resume", run, "--total-steps", "600", "--device", second])
+    summary = read_summary(run)
+    assert summary["device"].startswith(second) and summary["env_steps"] == 600
+    assert summary["switch_step"] == 300
+    assert float(eval_rows(read_metrics(run))[-1]["env_step"]) == 600
+
+
+def test_pixel_run_on_cuda(tmp_path):
+    run = tmp_path / "run"
+    train_ok([*on("cuda", PIXEL_RUN), "--run-dir", run])
+    assert read_summary(run)["device"].startswith("cuda")
+    rc, _out, err = run_cli(["eval", run, "--episodes", "1"])
+    assert rc == 0, err
