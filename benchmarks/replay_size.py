@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -25,7 +23,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import add_run_args, base_flags, command_line, replace_section, run_parallel, write_csv  # noqa: E402
+from common import (  # noqa: E402
+    add_run_args,
+    base_flags,
+    command_line,
+    machine_line,
+    replace_section,
+    run_parallel,
+    write_csv,
+)
 
 from accelerl.stats import area_under_curve, bootstrap  # noqa: E402
 
@@ -35,6 +41,29 @@ def stage2_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         rows = [r for r in csv.DictReader(fh) if r["stage"] == "stage2" and r["policy"] == "transformer"
                 and r["return_mean"]]
     return np.array([int(r["env_step"]) for r in rows]), np.array([float(r["return_mean"]) for r in rows])
+
+
+def plot_sizes(curves: dict[int, list[tuple[np.ndarray, np.ndarray]]], title: str, path: Path) -> Path:
+    """The transformer's stage-2 return per buffer size: the seeds' mean on their shared steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for size, runs in curves.items():
+        common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in runs)))
+        mean = [np.mean([returns[list(steps).index(x)] for steps, returns in runs]) for x in common]
+        ax.plot(common, mean, marker=".", label=f"{size:,} ({len(runs)} seed(s))")
+    ax.set_title(title)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("transformer eval return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="stage-2 buffer")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
                         "wall_time_s": summary["wall_time_s"]})
     write_csv(Path(args.results_dir) / f"replay-size-{args.env}.csv", per_run)
 
-    lines = [f"Command: `{command_line('replay_size.py', argv)}` ({platform.machine()}, {os.cpu_count()} cores; "
+    figure = plot_sizes({size: [stage2_curve(run_dir) for sz, _, _, run_dir in jobs if sz == size] for size in args.sizes},
+                        f"{args.env} {args.algo}: stage 2 after a switch at {args.stage1_steps}",
+                        Path(args.results_dir) / f"replay-size-{args.env}.png")
+    lines = [f"Command: `{command_line('replay_size.py', argv)}` ({machine_line(args.jobs)}; "
              f"{len(args.seeds)} seed(s); switch at {args.stage1_steps}; {args.eval_episodes} deterministic eval "
              f"episodes every {args.eval_every} steps; mean, or IQM with >= 5 seeds, [95% bootstrap interval]).", "",
              "| stage-2 buffer | final return | stage-2 area under curve | stage-2 buffer bytes | wall time (s) |",
@@ -76,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {size:,} | {fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | {auc.point:.0f} "
                      f"[{auc.low:.0f}, {auc.high:.0f}] | {runs[0]['replay_bytes']:,} | "
                      f"{np.mean([r['wall_time_s'] for r in runs]):.0f} |")
+    lines += ["", f"![replay-size-{args.env}](../benchmarks/results/{figure.name})"]
     table = "\n".join(lines)
     print(table)
     if args.write_docs:

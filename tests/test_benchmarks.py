@@ -96,5 +96,6 @@ def test_replay_size_benchmark_smoke(tmp_path, capsys):
                               "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path)])
     table = rows(tmp_path / "replay-size-Pendulum-v1.csv")
     assert [int(r["stage2_buffer_size"]) for r in table] == [200, 1000]
+    assert (tmp_path / "replay-size-Pendulum-v1.png").stat().st_size > 0
     assert int(table[0]["replay_bytes"]) < int(table[1]["replay_bytes"])  # the buffer's storage follows its size
     assert "| 1,000 |" in capsys.readouterr().out
