@@ -102,17 +102,28 @@ class ReplayBuffer:
         return self.nbytes / self.capacity
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        names = ("pixels", "obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step", "ptr", "size",
-                 "_cur_step", "invalid_draws")
+        names = (*self._ROW_TENSORS, "ptr", "size", "_cur_step", "invalid_draws")
         return {name: getattr(self, name) for name in names}
 
+    _ROW_TENSORS = ("pixels", "obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step")
+
     def state_dict(self) -> dict:
-        return {**{k: v.cpu() for k, v in self._tensors().items()}, "written": self._written}
+        """Only the rows written so far: until the ring wraps, every env's rows are a prefix, so a
+        checkpoint early in a run (a 100k-frame pixel replay is 1.2 GB) holds what is there."""
+        filled = int(self._size_host.max()) if self.num_envs else 0
+        return {**{k: (v[:filled] if k in self._ROW_TENSORS else v).cpu() for k, v in self._tensors().items()},
+                "written": self._written}
 
     def load_state_dict(self, state: dict) -> None:
         for name, value in state.items():
             if name == "written":
                 self._written = value
+            elif name in self._ROW_TENSORS:
+                tensor = getattr(self, name)
+                if value.shape[1:] != tensor.shape[1:] or value.shape[0] > tensor.shape[0]:
+                    raise ValueError(f"replay field {name} of shape {tuple(value.shape)} does not fit {tuple(tensor.shape)}")
+                tensor[:len(value)].copy_(value)
+                tensor[len(value):].zero_()
             else:
                 getattr(self, name).copy_(value)
         self._sync_host()
