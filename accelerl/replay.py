@@ -111,7 +111,9 @@ class ReplayBuffer:
         """Only the rows written so far: until the ring wraps, every env's rows are a prefix, so a
         checkpoint early in a run (a 100k-frame pixel replay is 1.2 GB) holds what is there."""
         filled = int(self._size_host.max()) if self.num_envs else 0
-        return {**{k: (v[:filled] if k in self._ROW_TENSORS else v).cpu() for k, v in self._tensors().items()},
+        # a copy, not a view: torch.save writes a view's whole storage
+        return {**{k: v[:filled].to("cpu", copy=True) if k in self._ROW_TENSORS else v.cpu()
+                   for k, v in self._tensors().items()},
                 "written": self._written}
 
     def load_state_dict(self, state: dict) -> None:
@@ -154,7 +156,7 @@ class ReplayBuffer:
         self.has_next[rows, envs] = False
         # A continuing episode: the previous row's next observation is this one.
         prev = (rows - 1) % self.rows
-        cont = ep_step > 0
+        cont = (ep_step > 0) & ((rows > 0) | (self.size[envs] == self.rows))  # prev row written (not an empty buffer)
         self.has_next[prev[cont], envs[cont]] = True
         self.ptr[envs] = (rows + 1) % self.rows
         self.size[envs] = torch.clamp(self.size[envs] + 1, max=self.rows)

@@ -5,6 +5,8 @@ reward and termination flag is checked exactly against the episodes the test gen
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -309,3 +311,14 @@ def test_state_dict_round_trip_samples_identically(steps):
     buffer_add(a, *step[:7])
     buffer_add(b, *step[:7])
     assert torch.equal(a.sample(32, 4, ga).next_obs, b.sample(32, 4, gb).next_obs)
+
+
+def test_checkpoint_of_a_young_buffer_is_small():
+    """torch.save of the state holds the written rows, not the allocation (nor a view of it)."""
+    synth = SynthEnvs(2, seed=3)
+    buf = make_buffer(2 * 5000, 2)
+    for _ in range(50):
+        buffer_add(buf, *synth.step()[:7])
+    saved = io.BytesIO()
+    torch.save(buf.state_dict(), saved)
+    assert saved.tell() < 0.05 * buf.nbytes
