@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from accelerl.errors import CheckpointError
+
 
 @dataclass
 class Batch:
@@ -109,26 +111,54 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict:
         """Only the rows written so far: until the ring wraps, every env's rows are a prefix, so a
-        checkpoint early in a run (a 100k-frame pixel replay is 1.2 GB) holds what is there."""
+        checkpoint early in a run (a 100k-frame pixel replay is 1.2 GB) holds what is there.
+
+        Once the ring is full, a CPU buffer's row tensors are returned as they are rather than
+        copied (a replay may be most of the RAM): save the dict before adding more."""
         filled = int(self._size_host.max()) if self.num_envs else 0
-        # a copy, not a view: torch.save writes a view's whole storage
-        return {**{k: v[:filled].to("cpu", copy=True) if k in self._ROW_TENSORS else v.cpu()
-                   for k, v in self._tensors().items()},
-                "written": self._written}
+        state: dict = {"rows": self.rows, "written": self._written}
+        for name, value in self._tensors().items():
+            if name in self._ROW_TENSORS and filled < self.rows:
+                value = value[:filled]  # copied below: torch.save writes a view's whole storage
+                state[name] = value.to("cpu", copy=True)
+            elif name in self._ROW_TENSORS:
+                state[name] = value.cpu()
+            else:
+                state[name] = value.to("cpu", copy=True)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict``; a state from a buffer of another layout raises before
+        anything is overwritten."""
+        self._check_state(state)
         for name, value in state.items():
             if name == "written":
                 self._written = value
             elif name in self._ROW_TENSORS:
                 tensor = getattr(self, name)
-                if value.shape[1:] != tensor.shape[1:] or value.shape[0] > tensor.shape[0]:
-                    raise ValueError(f"replay field {name} of shape {tuple(value.shape)} does not fit {tuple(tensor.shape)}")
                 tensor[:len(value)].copy_(value)
                 tensor[len(value):].zero_()
-            else:
+            elif name != "rows":
                 getattr(self, name).copy_(value)
         self._sync_host()
+
+    def _check_state(self, state: dict) -> None:
+        # Checkpoints of the first prefix-saving version have no "rows": their prefix must fit.
+        rows = state.get("rows")
+        if rows is not None and rows != self.rows:
+            raise CheckpointError(f"the saved replay has {rows} rows per env, this buffer {self.rows} "
+                                  f"(capacity {self.capacity} over {self.num_envs} envs): another buffer size")
+        for name, value in state.items():
+            if name in self._ROW_TENSORS:
+                have = getattr(self, name).shape
+                if value.shape[1:] != have[1:] or value.shape[0] > have[0]:
+                    raise CheckpointError(f"the saved replay's {name} has shape {tuple(value.shape)}, which does "
+                                          f"not fit this buffer's {tuple(have)}")
+            elif name in ("ptr", "size"):
+                top = self.rows - 1 if name == "ptr" else self.rows
+                if value.shape != (self.num_envs,) or bool((value < 0).any() | (value > top).any()):
+                    raise CheckpointError(f"the saved replay's {name} {value.tolist()} does not fit "
+                                          f"{self.num_envs} envs of {self.rows} rows")
 
     def _sync_host(self) -> None:
         """Rebuild the host mirrors from the device tensors (after a load or a copy)."""

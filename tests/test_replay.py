@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import SynthEnvs, buffer_add, decode, synth_obs, tracker_step
 
+from accelerl.errors import CheckpointError
 from accelerl.replay import ReplayBuffer, WindowTracker
 
 OBS_DIM, ACT_DIM = 4, 3
@@ -286,6 +287,15 @@ def test_pixel_frames_cost_their_bytes_whatever_the_context(gen, state_dim):
     assert mask[0].all()
 
 
+def assert_same_buffer(a: ReplayBuffer, b: ReplayBuffer) -> None:
+    """Every stored tensor and every host-side mirror equal (sampling and adds read both)."""
+    for name, value in a._tensors().items():
+        assert torch.equal(value, getattr(b, name)), name
+    for name in ("_ptr_host", "_size_host", "_final_host"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert (a._n_final, a._written) == (b._n_final, b._written)
+
+
 @pytest.mark.parametrize("steps", [8, 60], ids=["before-wrap", "wrapped"])
 def test_state_dict_round_trip_samples_identically(steps):
     synth = SynthEnvs(2, seed=9)
@@ -295,13 +305,14 @@ def test_state_dict_round_trip_samples_identically(steps):
     state = a.state_dict()
     # a checkpoint holds the rows written so far, not the whole allocation
     assert len(state["obs"]) == (a.rows if steps > a.rows else int(a.size.max())) and len(state["obs"]) <= a.rows
+    if steps > a.rows:  # a full CPU replay is not copied a second time to be saved (it may be most of the RAM)
+        assert state["obs"].data_ptr() == a.obs.data_ptr()
     b = make_buffer(2 * 20, 2)
     other = SynthEnvs(2, seed=10)
     for _ in range(50):  # a used buffer: loading must leave nothing of its old rows behind
         buffer_add(b, *other.step()[:7])
     b.load_state_dict(state)
-    for name in ReplayBuffer._ROW_TENSORS:
-        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert_same_buffer(a, b)
     ga, gb = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     x, y = a.sample(64, 4, ga), b.sample(64, 4, gb)
     for name in ("obs", "mask", "act", "rew", "term", "next_obs", "next_mask"):
@@ -322,3 +333,34 @@ def test_checkpoint_of_a_young_buffer_is_small():
     saved = io.BytesIO()
     torch.save(buf.state_dict(), saved)
     assert saved.tell() < 0.05 * buf.nbytes
+
+
+def test_round_trip_of_a_buffer_started_mid_episode():
+    """A stage-2 buffer without warm start continues the episodes in flight (its step counters
+    are copied, not zero): its first rows have no predecessor, and nothing unwritten is flagged,
+    so a checkpoint of the written rows restores it exactly."""
+    synth = SynthEnvs(2, seed=4)
+    a = make_buffer(2 * 30, 2)
+    a._cur_step.copy_(torch.tensor([5, 2]))
+    for _ in range(6):
+        buffer_add(a, *synth.step()[:7])
+    b = make_buffer(2 * 30, 2)
+    b.load_state_dict(a.state_dict())
+    assert_same_buffer(a, b)
+
+
+def test_a_replay_of_another_size_is_refused_before_anything_is_overwritten():
+    synth = SynthEnvs(2, seed=5)
+    small = make_buffer(2 * 20, 2)
+    for _ in range(60):  # wrapped: its oldest row is not row 0, so a bigger ring cannot take it as is
+        buffer_add(small, *synth.step()[:7])
+    big = make_buffer(2 * 200, 2)
+    for _ in range(10):
+        buffer_add(big, *synth.step()[:7])
+    before = {name: value.clone() for name, value in big._tensors().items()}
+    with pytest.raises(CheckpointError, match="rows per env"):
+        big.load_state_dict(small.state_dict())
+    for name, value in before.items():
+        assert torch.equal(value, getattr(big, name)), name
+    with pytest.raises(CheckpointError, match="does not fit"):
+        make_buffer(3 * 20, 3).load_state_dict(small.state_dict())  # as many rows, one env more
