@@ -6,6 +6,9 @@ parallel processes and a re-run skips finished runs and resumes interrupted ones
     python benchmarks/learning.py --budget small --jobs 2 --write-docs     # Hopper-v5, 2 seeds
     python benchmarks/learning.py --budget paper --jobs 16                # 4 tasks x {MDP, -P} x TD3/SAC, 5 seeds, 1M steps
 
+``--finished-only`` starts nothing and reports the finished runs of the grid (the table says how
+many were left out), to publish part of a grid that is still running or was cut short.
+
 Outputs: ``<results-dir>/learning.csv`` (final and area-under-curve return per run), one figure
 per task (mean across seeds with a 95% bootstrap band), and with ``--write-docs`` the learning
 section of docs/RESULTS.md. Across seeds: the mean with < 5 runs, the interquartile mean with >= 5.
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-learning"))
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="start nothing: report the runs of the grid that have finished (part of a long grid)")
     args = parser.parse_args(argv)
     b = dict(BUDGETS[args.budget])
     for key in ("envs", "masks", "algos", "seeds", "total_steps", "eval_every", "eval_episodes", "learning_starts"):
@@ -87,7 +92,14 @@ def main(argv: list[str] | None = None) -> None:
             flags += ["--obs-mask", mask]
         task = env + ("" if mask == "none" else f"-{mask}")
         jobs.append(((task, algo, mode, seed), flags, Path(args.out) / task / algo / mode / f"s{seed}"))
-    run_parallel([(flags, run_dir) for _, flags, run_dir in jobs], args.jobs)
+    left_out = 0
+    if args.finished_only:
+        finished = [job for job in jobs if (job[2] / "summary.json").exists()]
+        if not finished:
+            raise SystemExit(f"learning.py: no run of this grid has finished yet under {args.out}")
+        left_out, jobs = len(jobs) - len(finished), finished
+    else:
+        run_parallel([(flags, run_dir) for _, flags, run_dir in jobs], args.jobs)
 
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
 
     lines = [f"Command: `{command_line('learning.py', argv)}` ({machine_line(args.jobs)}; "
              f"{len(b['seeds'])} seed(s), {b['total_steps']} env steps, {b['eval_episodes']} deterministic eval "
-             f"episodes every {b['eval_every']} steps; mean (IQM with >= 5 runs) and 95% bootstrap interval).", "",
+             f"episodes every {b['eval_every']} steps; mean (IQM with >= 5 runs) and 95% bootstrap interval"
+             f"{f'; {left_out} unfinished run(s) of the grid left out' if left_out else ''}).", "",
              "| task | algo | mode | final return | area under curve | wall time (s) |", "|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for r in per_run:

@@ -70,6 +70,12 @@ def test_learning_benchmark_smoke_and_resume(tmp_path, capsys):
     mtime = (tmp_path / "runs" / "Pendulum-v1" / "td3" / "scratch" / "s0" / "summary.json").stat().st_mtime
     learning.main(argv)
     assert (tmp_path / "runs" / "Pendulum-v1" / "td3" / "scratch" / "s0" / "summary.json").stat().st_mtime == mtime
+    # Part of a bigger grid: only the finished runs are reported, nothing is started.
+    capsys.readouterr()
+    learning.main([*argv, "--modes", "accelerate", "scratch", "accelerator", "--finished-only"])
+    out = capsys.readouterr().out
+    assert "2 unfinished run(s) of the grid left out" in out and "| accelerator |" not in out
+    assert not (tmp_path / "runs" / "Pendulum-v1" / "td3" / "accelerator").exists()
 
 
 def test_time_to_return_benchmark_smoke(tmp_path, capsys):
