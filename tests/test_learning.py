@@ -34,7 +34,7 @@ def imitation_error(run_dir) -> tuple[float, float]:
     replay windows of the latest checkpoint."""
     state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
     saved = state["buffer"]
-    rows, num_envs = saved["obs"].shape[:2]
+    rows, num_envs = saved["rows"], saved["obs"].shape[1]  # the saved rows are a prefix of the ring
     buf = ReplayBuffer(rows * num_envs, num_envs, tuple(saved["obs"].shape[2:]), saved["act"].shape[-1])
     buf.load_state_dict(saved)
     student, teacher = load_policy(run_dir, "transformer").actor, load_policy(run_dir, "accelerator").actor
