@@ -109,6 +109,27 @@ def test_sac_critic_target_includes_entropy_and_stops_at_termination(monkeypatch
     assert torch.allclose(captured["target"], expected, atol=1e-5)
 
 
+def test_sac_target_action_comes_from_the_actor_without_dropout():
+    """The TD target's next action must not carry dropout noise (a transformer actor trains with
+    dropout on), while the actor's own loss must (it is a training pass)."""
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(OBS, C, 16, 2, 1, 32, dropout=0.5, positions="sinusoidal")
+    actor = GaussianActor(encoder, ACT, 16, 1)
+    algo = SAC(actor, critic(), cfg(algo="sac"), act_dim=ACT)
+    modes = []
+    original_sample = actor.sample
+
+    def sample(window, mask):
+        modes.append((window, actor.training, encoder.drop.training))
+        return original_sample(window, mask)
+
+    actor.sample = sample
+    b = batch()
+    algo.update(b)
+    assert [(w is b.next_obs, t, d) for w, t, d in modes] == [(True, False, False), (False, True, True)]
+    assert actor.training and encoder.drop.training  # restored after the target
+
+
 def test_td3_actor_and_targets_update_every_policy_delay_critic_updates():
     torch.manual_seed(0)
     algo = TD3(DeterministicActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg(policy_delay=3))

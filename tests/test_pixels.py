@@ -46,6 +46,41 @@ def test_random_shift_is_a_crop_of_the_edge_padded_image():
     assert not all(torch.equal(a, b) for a, b in zip(out, images, strict=True))  # some image moved
 
 
+def test_random_shift_moves_each_group_of_frames_together():
+    torch.manual_seed(0)
+    frames = torch.rand(8, 3, 10, 10)
+    images = frames.repeat_interleave(3, 0)  # 8 windows of 3 identical frames
+    out = random_shift(images, pad=2, group=3).view(8, 3, 3, 10, 10)
+    assert all(torch.equal(w[0], w[1]) and torch.equal(w[0], w[2]) for w in out)
+    assert len({int(torch.argmax(w[0] - f).item()) for w, f in zip(out, frames, strict=True)}) > 1
+    with pytest.raises(ValueError, match="groups of 3"):
+        random_shift(torch.rand(4, 3, 10, 10), group=3)
+
+
+@pytest.mark.parametrize("kind", ["accelerator", "transformer"])
+def test_training_shift_is_the_same_for_every_frame_of_a_window(kind):
+    """Velocity from pixels lives in the differences between a window's frames: augmentation
+    must move the whole window, not each frame by its own offset."""
+    torch.manual_seed(0)
+    cfg = pixel_cfg(frame_stack=3, context=3, dropout=0.0)
+    if kind == "accelerator":
+        encoder = build_critic(cfg, SPEC).enc1
+        frame = encoder.frame
+    else:
+        encoder = build_transformer_actor(cfg, SPEC).encoder
+        frame = encoder.frame
+    seen = []
+    original = frame.forward
+    frame.forward = lambda obs, window=1: seen.append(out := original(obs, window)) or out
+    encoder.train()
+    obs = pixel_obs(4).repeat_interleave(3, 0).view(4, 3, -1)  # each window: one frame, three times
+    encoder(obs, torch.ones(4, 3, dtype=torch.bool))
+    features = seen[0].view(4, 3, -1)
+    assert torch.equal(features[:, 0], features[:, 1]) and torch.equal(features[:, 0], features[:, 2])
+    frame.eval()
+    assert not torch.allclose(features[:, 0], original(obs[:, 0]))  # it did shift
+
+
 def test_frame_cnn_appends_the_state_and_augments_only_in_training():
     torch.manual_seed(0)
     cnn = FrameCNN((3, SIZE, SIZE), STATE, 8, augment=True)

@@ -40,7 +40,8 @@ class SAC(OffPolicy):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg, alpha = self.cfg, self.alpha
-        with torch.no_grad():
+        # The target's next action without dropout or augmentation, like TD3's eval-mode actor target.
+        with torch.no_grad(), evaluating(self.actor):
             next_act, next_logp = self.actor.sample(batch.next_obs, batch.next_mask)
             q1_next, q2_next = self.critic_target(batch.next_obs, batch.next_mask, next_act)
             soft_v = torch.minimum(q1_next, q2_next) - alpha * next_logp

@@ -121,7 +121,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         window, mask = window[:, -self.context:], mask[:, -self.context:]
         if self.frame is not None:
-            window = self.frame(window.flatten(0, 1)).unflatten(0, window.shape[:2])
+            window = self.frame(window.flatten(0, 1), window.shape[1]).unflatten(0, window.shape[:2])
         x = self.drop(self.inp(window) + self.pos)
         # A query may see earlier real steps; padded queries also see themselves, so no row of
         # the attention matrix is empty (an all-masked row would make SDPA return NaN).
@@ -133,13 +133,17 @@ class TransformerEncoder(nn.Module):
         return self.norm(x[:, -1])
 
 
-def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
+def random_shift(images: torch.Tensor, pad: int = 4, group: int = 1) -> torch.Tensor:
     """DrQ's augmentation: pad by replicating edges, then crop back at a random integer offset
-    per image (one vectorised gather, no Python loop over the batch)."""
+    (one vectorised gather, no Python loop over the batch). Each run of ``group`` consecutive
+    images shares one offset: the frames of one window move together, as a stacked observation
+    does in DrQ, so the motion between them (velocity, in pixels) is not drowned in jitter."""
     n, _, h, w = images.shape
+    if n % group:
+        raise ValueError(f"random_shift: {n} images do not split into groups of {group}")
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    dy = torch.randint(0, 2 * pad + 1, (n, 1, 1), device=images.device)
-    dx = torch.randint(0, 2 * pad + 1, (n, 1, 1), device=images.device)
+    dy = torch.randint(0, 2 * pad + 1, (n // group, 1, 1), device=images.device).repeat_interleave(group, 0)
+    dx = torch.randint(0, 2 * pad + 1, (n // group, 1, 1), device=images.device).repeat_interleave(group, 0)
     rows = (torch.arange(h, device=images.device)[None, :, None] + dy).expand(n, h, w)
     cols = (torch.arange(w, device=images.device)[None, None, :] + dx).expand(n, h, w)
     flat = rows * (w + 2 * pad) + cols  # [n, h, w] indices into each padded image
@@ -151,7 +155,8 @@ class FrameCNN(nn.Module):
     """One observation -> features: the frame through 4 conv layers, a linear layer, LayerNorm
     and tanh (the image-SAC encoder), with the state (if any) appended unchanged.
 
-    Input is the flat observation (frame in CHW order with values 0..255, then the state)."""
+    Input is the flat observation (frame in CHW order with values 0..255, then the state); with
+    ``window`` > 1 the rows are windows flattened step-major, and each window gets one shift."""
 
     def __init__(self, pixel_shape: tuple[int, int, int], state_dim: int, features: int, augment: bool) -> None:
         super().__init__()
@@ -167,10 +172,10 @@ class FrameCNN(nn.Module):
         self.proj = nn.Sequential(nn.Linear(flat, features), nn.LayerNorm(features), nn.Tanh())
         self.out_dim = features + state_dim
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, window: int = 1) -> torch.Tensor:
         images = obs[:, :self.pixel_dims].view(-1, *self.pixel_shape) / 255.0 - 0.5
         if self.augment and self.training:
-            images = random_shift(images)
+            images = random_shift(images, group=window)
         return torch.cat([self.proj(self.convs(images)), obs[:, self.pixel_dims:]], dim=-1)
 
 
@@ -186,7 +191,7 @@ class FrameStackEncoder(nn.Module):
 
     def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         window = window[:, -self.context:]
-        return self.frame(window.flatten(0, 1)).view(len(window), -1)
+        return self.frame(window.flatten(0, 1), window.shape[1]).view(len(window), -1)
 
 
 class DetachedEncoder(nn.Module):
