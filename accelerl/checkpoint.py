@@ -32,6 +32,13 @@ def _atomic_write(path: Path, mode: str, write: Callable[[IO], None]) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete half-written files that a kill mid-write left behind (a pixel run's can be ~1 GB
+    each); only one process writes a run's folder, so any such file at start is stale."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     _atomic_write(path, "wb", lambda fh: torch.save(obj, fh))
 

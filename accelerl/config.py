@@ -224,6 +224,8 @@ class TrainConfig:
             raise ConfigError(f"--context must be >= 1, got {self.context}")
         if self.learning_starts < 0:
             raise ConfigError(f"--learning-starts must be >= 0, got {self.learning_starts}")
+        if not 0 <= self.seed < 2**32:  # numpy's global seeding takes 32-bit seeds
+            raise ConfigError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"--d-model ({self.d_model}) must be divisible by --n-heads ({self.n_heads})")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:

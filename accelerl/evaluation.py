@@ -103,3 +103,10 @@ def eval_seeds(run_seed: int, round_index: int, episodes: int) -> list[int]:
     """Fresh, reproducible seeds for every evaluation round (never the training seed)."""
     base = 1_000_000 + run_seed * 100_003 + round_index * episodes
     return [base + i for i in range(episodes)]
+
+
+def teacher_seeds(run_seed: int, round_index: int, episodes: int) -> list[int]:
+    """Fresh seeds for the accelerator's BC rollouts (``--bc-data rollouts``), disjoint from the
+    training seeds and from every evaluation round's seeds, and never negative."""
+    base = 3_000_000_000 + run_seed * 100_003 + round_index * episodes
+    return [base + i for i in range(episodes)]

@@ -22,13 +22,15 @@ import torch
 
 from accelerl import __version__
 from accelerl.algos import Distiller, make_algo
-from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text
+from accelerl.algos.base import frozen_copy
+from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, remove_stale_temporaries
 from accelerl.config import TrainConfig
 from accelerl.envs import get_env_state, make_vector_env, probe_for, set_env_state
 from accelerl.errors import CheckpointError, ConfigError, NonFiniteError
-from accelerl.evaluation import deterministic, eval_seeds, run_episodes, uniform_random
+from accelerl.evaluation import deterministic, eval_seeds, run_episodes, teacher_seeds, uniform_random
 from accelerl.logger import RunLogger
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor, build_transformer_critic
+from accelerl.nets.encoders import DetachedEncoder
 from accelerl.replay import ReplayBuffer, WindowTracker, as_obs_tensor
 from accelerl.switch import SwitchRule
 
@@ -179,6 +181,7 @@ class Trainer:
         else:
             self._load_state(resume_state)
             resume_step = self.env_step
+        remove_stale_temporaries(self.run_dir / "checkpoints")
         self.logger = RunLogger(self.run_dir, resume_step, cfg.total_steps)
         self._clock = time.perf_counter()
         try:
@@ -296,8 +299,7 @@ class Trainer:
         cfg = self.cfg
         if self.teacher_env is None:
             self.teacher_env = make_vector_env(self.spec, cfg.bc_rollout_episodes)
-        seeds = [2_000_000_000 - cfg.seed * 100_003 - self.bc_round * cfg.bc_rollout_episodes - i
-                 for i in range(cfg.bc_rollout_episodes)]
+        seeds = teacher_seeds(cfg.seed, self.bc_round, cfg.bc_rollout_episodes)
         self.bc_round += 1
         collected: list = []
         result = run_episodes(self.teacher_env, deterministic(self.accelerator), seeds, self.context, self.device,
@@ -305,7 +307,9 @@ class Trainer:
         self.teacher_steps += int(result.lengths.sum())
         windows = torch.cat([w for w, _ in collected])
         masks = torch.cat([m for _, m in collected])
-        labels = self.distiller.labels(windows, masks)
+        # Labelled in minibatches: one pass over thousands of pixel windows would hold GBs of activations.
+        labels = torch.cat([self.distiller.labels(windows[i:i + cfg.bc_batch_size], masks[i:i + cfg.bc_batch_size])
+                            for i in range(0, len(windows), cfg.bc_batch_size)])
         for _ in range(cfg.bc_epochs):
             order = torch.randperm(len(windows), generator=self.gen, device=self.device)
             for start in range(0, len(order), cfg.bc_batch_size):
@@ -342,6 +346,10 @@ class Trainer:
         cfg, old = self.cfg, self.rl
         self.stage = "stage2"
         self.student_driven[:] = False
+        if isinstance(getattr(self.accelerator, "encoder", None), DetachedEncoder):
+            # The CNN accelerator reads its critic's encoder, which stage 2 goes on training: keep
+            # the accelerator as it was at the switch (for `accelerl eval --policy accelerator`).
+            self.accelerator.encoder.inner = frozen_copy(self.accelerator.encoder.inner)
         if self.student_cnn_frozen:
             self.transformer.encoder.frame.requires_grad_(True)
         if self.transformer_critic is not None:  # the distilled critic, with a fresh target copy of it

@@ -11,9 +11,10 @@ returns are negative (Pendulum) or offset.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -32,7 +33,8 @@ class SwitchRule:
         if len(self.bc_history) <= self.window:
             return False
         current, earlier = self.bc_history[-1], min(self.bc_history[-1 - self.window:-1])
-        return current >= (1.0 - self.plateau) * earlier
+        # Relative to |earlier|: with --bc-actor-ascent the loss can be negative.
+        return earlier - current <= self.plateau * abs(earlier)
 
     def observe(self, step: int, acc_return: float, tr_return: float, bc_loss: float | None) -> tuple[bool, str]:
         """Record one evaluation; return (switch now?, why)."""
@@ -51,9 +53,13 @@ class SwitchRule:
             return True, f"reached the stage-1 cap of {self.cap} steps"
         return False, ""
 
+    # What a run learns as it goes; the thresholds (and the cap, which follows --total-steps when
+    # a resume changes it) come from the config the run is resumed with.
+    STATE: ClassVar[tuple[str, ...]] = ("random_return", "streak", "bc_history")
+
     def state_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {key: copy.deepcopy(getattr(self, key)) for key in self.STATE}
 
     def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        for key in self.STATE:
+            setattr(self, key, copy.deepcopy(state[key]))

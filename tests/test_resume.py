@@ -92,9 +92,12 @@ def test_resume_after_kill_in_stage1_hopper(tmp_path):
     state, extra = kill_when(HOPPER, run, lambda s: s["env_step"] >= 300)
     assert state["stage"] == "stage1" and state["env_step"] < 600
     rows_at_kill = read_metrics(run)
+    stale = run / "checkpoints" / ".latest.pt.x1y2.tmp"  # as a kill in the middle of a write leaves
+    stale.write_bytes(b"half a checkpoint")
     train_ok(["--resume", run, *extra])
     assert_same_run(run, reference)
     assert len(read_metrics(run)) > len(rows_at_kill)
+    assert not stale.exists()
 
 
 @pytest.fixture(scope="module")

@@ -75,3 +75,79 @@ def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
     for t in (trainer, resumed):
         t.envs.close()
         t.eval_env.close()
+
+
+def test_a_resume_with_another_total_takes_the_default_cap_from_it(tmp_path):
+    """The default auto-switch cap is half of --total-steps: a resume that changes the total
+    must move the cap with it (a stale cap above a shrunk total would never reach stage 2),
+    while what the rule has learned (streak, BC history, random return) comes back."""
+    from accelerl import checkpoint
+
+    cfg = tiny_cfg("td3", tmp_path)
+    cfg.stage1_steps = "auto"
+    trainer = Trainer(cfg, tmp_path)
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    obs, _ = trainer.envs.reset(seed=0)
+    trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
+    assert trainer.switch_rule.cap == 500
+    trainer.switch_rule.random_return = -1200.0
+    trainer.switch_rule.observe(300, -300.0, -350.0, 0.5)
+    trainer.save()
+    state = checkpoint.load(tmp_path / "checkpoints" / "latest.pt")
+    shorter = tiny_cfg("td3", tmp_path)
+    shorter.stage1_steps, shorter.total_steps = "auto", 600
+    resumed = Trainer(shorter, tmp_path)
+    resumed._load_state(state)
+    assert resumed.switch_rule.cap == 300
+    assert (resumed.switch_rule.streak, resumed.switch_rule.bc_history, resumed.switch_rule.random_return) == (
+        1, [0.5], -1200.0)
+    for t in (trainer, resumed):
+        t.envs.close()
+        t.eval_env.close()
+
+
+def test_the_cnn_accelerator_is_kept_as_it_was_at_the_switch(tmp_path):
+    """It reads its critic's encoder, which stage 2 trains on: at the switch it gets its own
+    frozen copy, so a stage-2 checkpoint still holds the accelerator that was switched from,
+    and a stage-2 resume loads it back without tying it to the critic again."""
+    from accelerl import checkpoint
+
+    cfg = tiny_cfg("td3", tmp_path)
+    cfg.env, cfg.pixels, cfg.image_size, cfg.cnn_features, cfg.buffer_size = "Walker2d-v5", "rgb", 24, 8, 600
+    cfg = build_config(cfg.to_dict())
+    trainer = Trainer(cfg, tmp_path)
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    obs, _ = trainer.envs.reset(seed=0)
+    trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
+    critic = trainer.rl.critic
+    assert trainer.accelerator.encoder.inner is critic.enc1
+    at_switch = {k: v.clone() for k, v in trainer.accelerator.state_dict().items()}
+    trainer._enter_stage2()
+    with torch.no_grad():  # stage-2 TD updates move the critic's encoder
+        for p in critic.enc1.parameters():
+            p.add_(0.1)
+    kept = trainer.accelerator.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in at_switch.items())
+    assert not any(p.requires_grad for p in trainer.accelerator.encoder.inner.parameters())
+    trainer.save()
+    state = checkpoint.load(tmp_path / "checkpoints" / "latest.pt")
+    resumed = Trainer(cfg, tmp_path)
+    resumed._load_state(state)
+    assert resumed.accelerator.encoder.inner is not resumed.rl.critic.enc1
+    assert all(torch.equal(resumed.accelerator.state_dict()[k], v) for k, v in at_switch.items())
+    assert all(torch.equal(a, b) for a, b in zip(resumed.rl.critic.enc1.parameters(), critic.enc1.parameters(),
+                                                  strict=True))
+    for t in (trainer, resumed):
+        t.envs.close()
+        t.eval_env.close()
+
+
+@pytest.mark.parametrize("seed", [0, 7, 25_000, 2**32 - 1])
+def test_teacher_rollout_seeds_are_valid_and_apart_from_eval_and_training_seeds(seed):
+    from accelerl.evaluation import eval_seeds, teacher_seeds
+
+    teacher = {s for r in range(300) for s in teacher_seeds(seed, r, 10)}
+    evaluation = {s for r in range(300) for s in eval_seeds(seed, r, 10)}
+    training = {seed * 1000 + i for i in range(16)}
+    assert min(teacher) >= 0 and len(teacher) == 3000
+    assert not teacher & evaluation and not teacher & training

@@ -34,6 +34,17 @@ def test_no_switch_while_bc_loss_still_falls():
     assert rule.observe(20_000, 100.0, 100.0, losses[-1])[0]
 
 
+@pytest.mark.parametrize("level", [0.2, -0.2])
+def test_a_flat_bc_loss_plateaus_whatever_its_sign(level):
+    """With --bc-actor-ascent the BC loss (MSE - lambda Q/|Q|) is negative once the MSE is small;
+    a flat negative loss has plateaued, a still-falling one has not."""
+    rule = SwitchRule(ratio=0.9, patience=2, plateau=0.05, cap=10**9, random_return=0.0)
+    assert feed(rule, [(1000 * i, 100.0, 100.0, level) for i in range(1, 4)]) == [False, False, True]
+    falling = SwitchRule(ratio=0.9, patience=2, plateau=0.05, cap=10**9, random_return=0.0)
+    losses = [level - 0.1 * i for i in range(6)]  # 0.1 better at each evaluation
+    assert not any(feed(falling, [(1000 * (i + 1), 100.0, 100.0, bc) for i, bc in enumerate(losses)]))
+
+
 def test_no_switch_when_the_accelerator_has_not_learned():
     rule = SwitchRule(ratio=0.9, patience=2, plateau=0.05, cap=10**9, random_return=-1200.0)
     # both at about the random return: the transformer "matches" an accelerator that learned nothing
@@ -74,7 +85,7 @@ def test_non_finite_bc_loss_is_ignored_and_state_round_trips():
     rule = SwitchRule(ratio=0.9, patience=2, plateau=0.05, cap=10**9, random_return=0.0)
     feed(rule, [(1000, 10.0, 10.0, math.nan), (2000, 10.0, 10.0, None), (3000, 10.0, 10.0, 0.5)])
     assert rule.bc_history == [0.5]
-    copy = SwitchRule()
+    copy = SwitchRule(ratio=0.9, patience=2, plateau=0.05, cap=10**9)  # thresholds come from the config
     copy.load_state_dict(rule.state_dict())
     assert copy == rule
     evals = [(4000 + 1000 * i, 10.0, 10.0, 0.5) for i in range(4)]
