@@ -30,7 +30,8 @@ class RunLogger:
             writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+        # Events up to and including the checkpoint's step stay (as the CSV rows do).
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_step is None else resume_step + 1)
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm

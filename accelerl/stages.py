@@ -187,6 +187,7 @@ class Trainer:
         try:
             if resume_state is None:
                 self._evaluate(initial=True)
+                self.save()  # a run killed before its first scheduled checkpoint still resumes
             while self.env_step < cfg.total_steps:
                 self._collect()
                 self._train()

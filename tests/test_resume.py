@@ -98,6 +98,29 @@ def test_resume_after_kill_in_stage1_hopper(tmp_path):
     assert_same_run(run, reference)
     assert len(read_metrics(run)) > len(rows_at_kill)
     assert not stale.exists()
+    assert tensorboard_eval_steps(run) == tensorboard_eval_steps(reference)  # nothing lost or doubled
+
+
+def tensorboard_eval_steps(run_dir) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    return [e.step for e in events.Scalars("eval/transformer_return")]
+
+
+def test_resume_after_a_kill_before_the_first_scheduled_checkpoint(tmp_path, pendulum_reference):
+    """A checkpoint is written at step 0, so a run killed before its first scheduled one is not
+    stuck (there was no latest.pt to resume, and its folder refused a fresh start)."""
+    args = list(PENDULUM_SAC)
+    args[args.index("--checkpoint-every") + 1] = "100000"
+    run = tmp_path / "killed"
+    state, extra = kill_when(args, run, lambda s: s["env_step"] == 0)
+    assert state["env_step"] == 0
+    train_ok(["--resume", run, *extra])
+    assert_same_run(run, pendulum_reference)
+    # TensorBoard keeps the events of the checkpoint's own step (the initial evaluation here)
+    assert tensorboard_eval_steps(run) == tensorboard_eval_steps(pendulum_reference)
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,10 @@ def set_env_state(vec_env: gym.vector.SyncVectorEnv, blob: bytes) -> None:
         for layer, attrs in zip(_chain(env), env_state["layers"], strict=True):
             for key, value in attrs.items():
                 setattr(layer, key, value)
+            if isinstance(layer, gym.wrappers.PassiveEnvChecker):
+                # Its first-step check compares with the reset data of this process, which a
+                # restored env never had (the env was checked when the run started).
+                layer.checked_reset = layer.checked_step = layer.checked_data_reuse = True
         if env_state.get("sim") is not None:
             env.unwrapped.set_sim_state(env_state["sim"])
         if env_state["mjdata"] is not None:
