@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from accelerl.config import PRESETS, TrainConfig, build_config
+from accelerl.config import PRESETS, TrainConfig, build_config, read_run_config
 from accelerl.errors import AccelerlError, CheckpointError
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
@@ -106,15 +106,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     state = None
     if args.resume:
         run_dir = Path(args.resume)
-        if not (run_dir / "config.json").is_file():
-            raise CheckpointError(f"cannot resume: {run_dir} is not an accelerl run directory (no config.json)")
+        try:
+            saved = read_run_config(run_dir)
+        except CheckpointError as exc:
+            raise CheckpointError(f"cannot resume: {exc}") from None
         extra = sorted(set(given) - set(RESUME_OVERRIDES))
         if extra:
             raise AccelerlError(f"--resume uses the run's saved config; drop --{extra[0].replace('_', '-')}")
-        try:
-            saved = json.loads((run_dir / "config.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"cannot resume: {run_dir}/config.json is not valid JSON ({exc})") from None
         cfg = TrainConfig.from_dict({**saved, **given}).validate()
         state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
         check_resumable(state, cfg)
@@ -145,11 +143,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     policy_name = args.policy
     if policy_name is None:
-        cfg_path = run_dir / "config.json"
-        mode = json.loads(cfg_path.read_text()).get("mode") if cfg_path.is_file() else None
+        mode = read_run_config(run_dir).get("mode")
         policy_name = "accelerator" if mode == "accelerator" else "transformer"
     if args.video:
-        os.environ.setdefault("MUJOCO_GL", "egl")
+        from accelerl.envs.pixels import choose_gl_backend
+
+        choose_gl_backend()  # the user's MUJOCO_GL, else EGL, else OSMesa (a bare EGL guess fails without it)
     device = str(resolve_device(args.device))
     policy = load_policy(run_dir, policy_name, args.checkpoint, device)
     video = run_dir / "eval.gif" if args.video else None

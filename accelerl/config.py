@@ -10,11 +10,26 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from accelerl.errors import ConfigError
+from accelerl.errors import CheckpointError, ConfigError
 
 CONFIG_VERSION = 1
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's saved config.json, or a one-line error saying what is wrong with it."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not an accelerl run directory (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold an accelerl config")
+    return data
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, bare: str | None = None) -> Any:

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from accelerl.config import read_run_config
 from accelerl.errors import AccelerlError
 
 COLORS = {"transformer": "tab:blue", "accelerator": "tab:orange", "random": "tab:gray"}
@@ -49,14 +50,12 @@ def _draw(ax, rows: list[dict[str, str]], title: str) -> None:
 
 
 def _title(run_dir: Path) -> str:
-    import json
-
-    cfg_path = run_dir / "config.json"
-    if cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text())
+    try:
+        cfg = read_run_config(run_dir)
         mask = f" mask={cfg['obs_mask']}" if cfg.get("obs_mask") else ""
         return f"{cfg['env']}{mask} {cfg['mode']} {cfg['algo']} seed {cfg['seed']}"
-    return run_dir.name
+    except (AccelerlError, KeyError):
+        return run_dir.name
 
 
 def plot_run(run_dir: Path) -> Path:
@@ -72,7 +71,19 @@ def plot_run(run_dir: Path) -> Path:
 def plot_runs(run_dirs: list[Path], out: Path) -> Path:
     if not run_dirs:
         raise AccelerlError("accelerl plot needs at least one run directory")
+    out = Path(out)
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise AccelerlError(f"--out {out}: give an image file name ending in .png, .pdf or .svg")
     rows = [read_metrics(d) for d in run_dirs]
+    for d, r in zip(run_dirs, rows, strict=True):
+        if not any(row["return_mean"] for row in r):
+            raise AccelerlError(f"{d} has no evaluation yet; nothing to plot")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AccelerlError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
     fig, axes = plt.subplots(1, len(run_dirs), figsize=(5.5 * len(run_dirs), 4.2), sharey=True, squeeze=False)
     for ax, d, r in zip(axes[0], run_dirs, rows, strict=True):
         _draw(ax, r, _title(d))

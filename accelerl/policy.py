@@ -6,7 +6,6 @@ so a user feeds one observation at a time, as from ``env.step``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from accelerl import checkpoint
-from accelerl.config import TrainConfig
+from accelerl.config import TrainConfig, read_run_config
 from accelerl.envs import EnvSpec, make_single_env, make_vector_env, probe_for
 from accelerl.errors import CheckpointError
 from accelerl.evaluation import EvalResult, deterministic, run_episodes
@@ -83,10 +82,7 @@ class Policy:
 def load_policy(run_dir: str | Path, which: str = "transformer", checkpoint_name: str = "latest",
                 device: str = "cpu") -> Policy:
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{run_dir} is not an accelerl run directory (no config.json)")
-    cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    cfg = TrainConfig.from_dict(read_run_config(run_dir))
     state = checkpoint.load(run_dir / "checkpoints" / f"{checkpoint_name}.pt")
     if which not in state["nets"]:
         have = ", ".join(k for k in state["nets"] if k != "critic")

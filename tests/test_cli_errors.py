@@ -154,7 +154,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypat
         saves["n"] += 1
 
     def critic_step(self, batch, target):
-        if saves["n"] >= 1:  # diverge right after the first checkpoint
+        if saves["n"] >= 2:  # diverge right after the first scheduled checkpoint (the one before is step 0's)
             target = target * float("nan")
         return original_step(self, batch, target)
 
@@ -166,7 +166,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypat
                    "--bc-every", "100", "--bc-updates", "2", *TINY, "--run-dir", str(run)])
     err = capsys.readouterr().err
     assert rc == 2
-    assert saves["n"] == 1
+    assert saves["n"] == 2
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert last.startswith("accelerl: error:") and "critic_loss" in last and "nan" in last.lower(), err
     state = checkpoint.load(run / "checkpoints" / "latest.pt")
@@ -203,3 +203,25 @@ def test_resume_of_a_run_from_another_version_is_one_error_line(what, finished_r
         torch.save(state, run / "checkpoints" / "latest.pt")
     rc, _, err = run_cli(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
     assert_one_error_line(rc, err, "version" if what == "config" else "format")
+
+
+def test_eval_and_resume_of_a_run_with_a_corrupt_config(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "config.json").write_text('{"env": "Pendulum-v1", ')
+    for args in (["eval", run], ["train", "--resume", run]):
+        rc, _, err = run_cli(args, cwd=tmp_path)
+        assert_one_error_line(rc, err, "config.json")
+
+
+def test_plot_output_and_empty_runs(finished_run, tmp_path):
+    rc, _, err = run_cli(["plot", finished_run, "--out", tmp_path / "new" / "dir" / "c.png"], cwd=tmp_path)
+    assert rc == 0 and (tmp_path / "new" / "dir" / "c.png").is_file(), err
+    rc, _, err = run_cli(["plot", finished_run, "--out", tmp_path / "c.xyz"], cwd=tmp_path)
+    assert_one_error_line(rc, err, "--out")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    header = (finished_run / "metrics.csv").read_text().splitlines()[0]
+    (empty / "metrics.csv").write_text(header + "\n")
+    rc, _, err = run_cli(["plot", empty, "--out", tmp_path / "e.png"], cwd=tmp_path)
+    assert_one_error_line(rc, err, "no evaluation")

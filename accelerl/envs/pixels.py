@@ -35,7 +35,7 @@ def choose_gl_backend() -> str:
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
         errors.append(f"{backend}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
-    raise ConfigError("--pixels needs off-screen rendering, but neither EGL nor OSMesa works here "
+    raise ConfigError("off-screen rendering (--pixels, --video) needs EGL or OSMesa, and neither works here "
                       f"({'; '.join(errors)}); install libegl1 or libosmesa6, or set MUJOCO_GL")
 
 
