@@ -161,10 +161,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_overrides_parser() -> Callable[[list[str]], dict[str, Any]]:
-    """flags -> the explicit train settings they give (what cmd_train passes to build_config)."""
+def _train_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="accelerl train")
     _add_train_flags(parser)
+    return parser
+
+
+def _train_overrides_parser() -> Callable[[list[str]], dict[str, Any]]:
+    """flags -> the explicit train settings they give (what cmd_train passes to build_config)."""
+    parser = _train_parser()
     names = [f.name for f in dataclasses.fields(TrainConfig)]
 
     def parse(flags: list[str]) -> dict[str, Any]:
@@ -178,21 +183,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from accelerl import sweep
 
     train_flags = args.train_flags[1:] if args.train_flags[:1] == ["--"] else args.train_flags
-    for banned in ("--run-dir", "--resume"):
-        if banned in train_flags:
-            raise AccelerlError(f"sweep names each run's directory itself; drop {banned}")
+    shared = _train_parser().parse_args(train_flags)  # also catches --resume=X and abbreviations
+    for banned in ("run_dir", "resume"):
+        if getattr(shared, banned) is not None:
+            raise AccelerlError(f"sweep names each run's directory itself; drop --{banned.replace('_', '-')}")
     if args.jobs < 1:
         raise AccelerlError("--jobs must be >= 1")
     if args.ray:
         sweep.require_ray()
     points = sweep.expand_grid(args.grid or [])
-    sweep.validate_points(points, train_flags, _train_overrides_parser())
     out = Path(args.out)
+    jobs = sweep.plan(points, train_flags, _train_overrides_parser(), out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AccelerlError(f"cannot create {out}: {exc.strerror or exc}") from None
-    jobs = [(sweep.point_flags(p, train_flags), str(out / sweep.point_name(p))) for p in points]
     where = f"Ray at {args.ray}" if args.ray else f"{min(args.jobs, len(jobs))} at a time"
     print(f"accelerl: sweep of {len(jobs)} run(s) in {out} ({where})", file=sys.stderr)
     statuses = sweep.run_all(jobs, args.jobs, args.ray, lambda run, status: print(f"  {run}: {status}", file=sys.stderr))

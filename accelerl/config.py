@@ -16,6 +16,8 @@ from typing import Any
 from accelerl.errors import CheckpointError, ConfigError
 
 CONFIG_VERSION = 1
+# Values that may differ between a checkpoint's config and the config it is resumed with.
+RESUMABLE_CHANGES = frozenset({"total_steps", "device", "run_dir"})
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:

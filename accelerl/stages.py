@@ -24,7 +24,7 @@ from accelerl import __version__
 from accelerl.algos import Distiller, make_algo
 from accelerl.algos.base import frozen_copy
 from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, remove_stale_temporaries
-from accelerl.config import TrainConfig
+from accelerl.config import RESUMABLE_CHANGES, TrainConfig
 from accelerl.envs import get_env_state, make_vector_env, probe_for, set_env_state
 from accelerl.errors import CheckpointError, ConfigError, NonFiniteError
 from accelerl.evaluation import deterministic, eval_seeds, run_episodes, teacher_seeds, uniform_random
@@ -33,9 +33,6 @@ from accelerl.nets import build_accelerator_actor, build_critic, build_transform
 from accelerl.nets.encoders import DetachedEncoder
 from accelerl.replay import ReplayBuffer, WindowTracker, as_obs_tensor
 from accelerl.switch import SwitchRule
-
-# Values that may differ between a checkpoint's config and the config it is resumed with.
-RESUMABLE_CHANGES = {"total_steps", "device", "run_dir"}
 
 
 def check_resumable(state: dict, cfg: TrainConfig) -> None:

@@ -2,7 +2,9 @@
 
 Every grid point is one ``accelerl train`` subprocess with its own run directory under ``--out``,
 named after its grid values. A point whose run finished (``summary.json``) is skipped; one that
-was interrupted (a checkpoint, no summary) is resumed; the rest start. Every point's config is
+was interrupted (a checkpoint, no summary) is resumed, and a finished one extended when
+``--total-steps`` grew; the rest start. A point whose folder holds a run made with other settings
+is refused up front. Every point's config is
 validated before anything runs, so a typo fails in one line instead of after hours. Results of
 all finished points are collected into ``OUT/results.csv``.
 """
@@ -20,12 +22,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from accelerl.config import TrainConfig, build_config
+from accelerl.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_run_config
 from accelerl.errors import AccelerlError, ConfigError
 
 RESULT_FIELDS = ["run", "status", "env_steps", "final_transformer", "final_accelerator", "best_return", "switch_step",
                  "switch_reason", "wall_time_s", "steps_per_s"]
-FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+FIELDS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 def expand_grid(grid: list[list[str]]) -> list[dict[str, str]]:
@@ -41,6 +44,9 @@ def expand_grid(grid: list[list[str]]) -> list[dict[str, str]]:
             raise ConfigError(f"--grid {entry[0]}: not a flag of 'accelerl train'")
         if key in keys:
             raise ConfigError(f"--grid {entry[0]} is given twice")
+        repeated = sorted({v for v in entry[1:] if entry[1:].count(v) > 1})
+        if repeated:  # two points would share one run directory
+            raise ConfigError(f"--grid {entry[0]} repeats the value {repeated[0]}")
         keys.append(key)
         values.append(entry[1:])
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
@@ -56,46 +62,68 @@ def point_name(point: dict[str, str]) -> str:
 def point_flags(point: dict[str, str], train_flags: list[str]) -> list[str]:
     flags = list(train_flags)
     for key, value in point.items():
+        flag = key.replace("_", "-")
         if value.lower() == "none":
             continue  # the flag's default
-        flags += [f"--{key.replace('_', '-')}", value]
+        if FIELDS[key] == "bool":  # an on/off flag: --flag or --no-flag
+            if value.lower() not in TRUE + FALSE:
+                raise ConfigError(f"--grid {flag}: an on/off flag takes true or false, got {value!r}")
+            flags.append(f"--{flag}" if value.lower() in TRUE else f"--no-{flag}")
+        else:
+            flags += [f"--{flag}", value]
     return flags
 
 
-def validate_points(points: list[dict[str, str]], train_flags: list[str],
-                    parse: Callable[[list[str]], dict]) -> None:
-    """Build (and so validate) every point's config before anything runs."""
+def plan(points: list[dict[str, str]], train_flags: list[str], parse: Callable[[list[str]], dict],
+         out: Path) -> list[tuple[list[str], str, int]]:
+    """(flags, run directory, total steps) of every point, after building (and so validating) each
+    point's config and checking that a run already in its folder was made with the same settings
+    (bar --total-steps, which extends or keeps it, and --device): all before anything runs."""
+    jobs = []
     for point in points:
+        name, run_dir = point_name(point), out / point_name(point)
         try:
-            build_config(parse(point_flags(point, train_flags)))
+            flags = point_flags(point, train_flags)
+            cfg = build_config(parse(flags))
         except AccelerlError as exc:
-            raise ConfigError(f"grid point {point_name(point)}: {exc}") from None
+            raise ConfigError(f"grid point {name}: {exc}") from None
+        if (run_dir / "config.json").exists():
+            saved = TrainConfig.from_dict(read_run_config(run_dir)).to_dict()
+            wanted = cfg.to_dict()
+            diff = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k])
+            if diff:
+                raise ConfigError(f"{run_dir} was run with other settings (differs in: {', '.join(diff)}); "
+                                  "use another --out, or remove that run")
+        jobs.append((flags, str(run_dir), cfg.total_steps))
+    return jobs
 
 
-def run_point(flags: list[str], run_dir: str, threads: int) -> str:
-    """Run (or resume, or skip) one point; returns its status. Used locally and on Ray workers."""
+def run_point(flags: list[str], run_dir: str, threads: int, total_steps: int) -> str:
+    """Run (or resume, extend or skip) one point; returns its status. Used locally and on Ray workers."""
     run_dir_path = Path(run_dir)
-    if (run_dir_path / "summary.json").exists():
+    summary = run_dir_path / "summary.json"
+    finished = summary.exists()
+    if finished and json.loads(summary.read_text())["env_steps"] >= total_steps:
         return "done earlier"
     resume = (run_dir_path / "checkpoints" / "latest.pt").exists()
     cmd = [sys.executable, "-m", "accelerl.cli", "train",
-           *(["--resume", run_dir] if resume else [*flags, "--run-dir", run_dir])]
+           *(["--resume", run_dir, "--total-steps", str(total_steps)] if resume else [*flags, "--run-dir", run_dir])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         run_dir_path.mkdir(parents=True, exist_ok=True)
         (run_dir_path / "sweep-error.log").write_text(proc.stderr)
         return f"failed (exit {proc.returncode}; see {run_dir}/sweep-error.log)"
-    return "resumed" if resume else "ran"
+    return ("extended" if finished else "resumed") if resume else "ran"
 
 
-def run_all(jobs: list[tuple[list[str], str]], workers: int, ray_address: str | None,
+def run_all(jobs: list[tuple[list[str], str, int]], workers: int, ray_address: str | None,
             report: Callable[[str, str], None]) -> dict[str, str]:
-    """Run every (flags, run_dir); ``workers`` processes at once locally, or as Ray tasks."""
+    """Run every (flags, run_dir, total_steps); ``workers`` processes at once locally, or as Ray tasks."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if ray_address is None:
-        def one(job: tuple[list[str], str]) -> tuple[str, str]:
-            status = run_point(job[0], job[1], threads)
+        def one(job: tuple[list[str], str, int]) -> tuple[str, str]:
+            status = run_point(job[0], job[1], threads, job[2])
             report(job[1], status)
             return job[1], status
 
@@ -104,7 +132,7 @@ def run_all(jobs: list[tuple[list[str], str]], workers: int, ray_address: str | 
     ray = require_ray()
     ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(run_point)
-    futures = {remote.remote(flags, run_dir, 1): run_dir for flags, run_dir in jobs}
+    futures = {remote.remote(flags, run_dir, 1, total): run_dir for flags, run_dir, total in jobs}
     statuses: dict[str, str] = {}
     pending = list(futures)
     while pending:

@@ -48,6 +48,7 @@ def finished_run(tmp_path_factory):
         (["train", "--env", "Hopper-v5", "--pixels", "--buffer-size", "100000000"], "GiB"),
         (["train", "--env", "Pendulum-v1", "--critic", "transformer", "--mode", "accelerator"], "--critic"),
         (["train", "--env", "Pendulum-v1", "--seed", "-1"], "--seed"),
+        (["train", "--env", "Pendulum-v1", "--obs-mask", "2,0,1"], "increasing"),
         (["eval", "no/such/run"], "no/such/run"),
         (["plot", "no/such/run"], "no/such/run"),
     ],

@@ -26,8 +26,16 @@ def test_grid_expands_to_the_cartesian_product_in_order():
     assert expand_grid([]) == [{}]
 
 
+def test_on_off_flags_take_true_or_false():
+    points = expand_grid([["stage2-warmstart", "true", "false", "none"]])
+    assert [point_flags(p, []) for p in points] == [["--stage2-warmstart"], ["--no-stage2-warmstart"], []]
+    with pytest.raises(ConfigError, match="true or false"):
+        point_flags({"stage2_warmstart": "maybe"}, [])
+
+
 @pytest.mark.parametrize("grid,needle", [([["nope", "1"]], "not a flag"), ([["seed"]], "at least one value"),
-                                         ([["seed", "0"], ["seed", "1"]], "twice"), ([["run-dir", "x"]], "not a flag")])
+                                         ([["seed", "0"], ["seed", "1"]], "twice"), ([["run-dir", "x"]], "not a flag"),
+                                         ([["seed", "0", "1", "0"]], "repeats the value 0")])
 def test_bad_grids_are_refused(grid, needle):
     with pytest.raises(ConfigError, match=needle):
         expand_grid(grid)
@@ -56,12 +64,19 @@ def test_sweep_runs_in_parallel_skips_finished_runs_and_resumes_interrupted_ones
     rows = results(out)
     assert [r["status"] for r in rows] == ["resumed", "done earlier"]
     assert finished.stat().st_mtime == mtime and rows[0]["env_steps"] == "300"
+    # a longer budget extends the finished runs; another setting is refused before anything runs
+    rc, _, err = run_cli([*args, "--total-steps", "450"])
+    assert rc == 0, err
+    assert [(r["status"], r["env_steps"]) for r in results(out)] == [("extended", "450"), ("extended", "450")]
+    rc, _, err = run_cli([*args, "--gamma", "0.9"])
+    assert_one_error_line(rc, err, "differs in: gamma")
 
 
 @pytest.mark.parametrize("extra,needle", [
     (["--grid", "context", "3", "0"], "grid point context=0"),
     (["--grid", "mode", "fast"], "invalid choice"),
     (["--", "--run-dir", "x"], "--run-dir"),
+    (["--", "--resume=x"], "--resume"),
 ])
 def test_bad_sweeps_are_one_error_line_before_anything_runs(extra, needle, tmp_path):
     args = ["sweep", "--out", tmp_path / "sweep", *extra]

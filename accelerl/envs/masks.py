@@ -51,4 +51,6 @@ def resolve_mask(spec: str, env_id: str, obs_dim: int, structure: dict[str, int]
         raise ConfigError(f"--obs-mask index {bad[0]} is out of range for {env_id} (observation size {obs_dim})")
     if len(set(keep)) != len(keep):
         raise ConfigError(f"--obs-mask repeats an index: {spec}")
+    if keep != sorted(keep):  # a reordering is no mask, and Policy.predict tells raw from masked by width
+        raise ConfigError(f"--obs-mask indices must be in increasing order, got {spec}")
     return np.asarray(keep, dtype=np.int64)
