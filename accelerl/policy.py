@@ -6,6 +6,7 @@ so a user feeds one observation at a time, as from ``env.step``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -26,12 +27,22 @@ class Policy:
         self.actor, self.cfg, self.spec, self.device = actor.eval(), cfg, spec, device
         self.context = cfg.window_len
         self._tracker: WindowTracker | None = None
+        self._restart: np.ndarray | None = None  # batch entries whose episode starts at the next predict
         low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
         self._low, self._scale = low, (high - low) / 2.0
 
-    def reset(self) -> None:
-        """Call at the start of every episode."""
-        self._tracker = None
+    def reset(self, envs: Sequence[int] | np.ndarray | None = None) -> None:
+        """Call at the start of every episode. With a batch whose episodes end at different steps,
+        ``envs`` (indices, or a bool mask as ``terminated | truncated``) names the entries that start
+        a new episode at the next ``predict``; the others keep their windows (default: all)."""
+        if envs is None or self._tracker is None:
+            self._tracker, self._restart = None, None
+            return
+        envs = np.asarray(envs)
+        ended = envs.astype(bool) if envs.dtype == bool else np.isin(np.arange(self._tracker.hist.shape[0]), envs)
+        if ended.shape != (self._tracker.hist.shape[0],):
+            raise ValueError(f"reset(envs): a mask of {ended.shape} for a batch of {self._tracker.hist.shape[0]}")
+        self._restart = ended if self._restart is None else self._restart | ended
 
     @torch.inference_mode()
     def predict(self, obs: np.ndarray) -> np.ndarray:
@@ -50,8 +61,9 @@ class Policy:
         if self._tracker is None or self._tracker.hist.shape[0] != len(obs):
             self._tracker = WindowTracker(len(obs), obs.shape[1:], self.context, self.device)
             self._tracker.reset(x)
-        else:
-            self._tracker.push(x)
+        else:  # as in training: continuing episodes append, restarted ones begin with this observation
+            self._tracker.step(x, self._restart if self._restart is not None else np.zeros(len(obs), bool))
+        self._restart = None
         unit = self.actor.act(*self._tracker.window()).cpu().numpy()
         action = self._low + (unit + 1.0) * self._scale
         return action[0] if single else action

@@ -275,3 +275,28 @@ def test_dagger_lets_the_transformer_act_in_stage1_episodes(runs):
     # until the switch at 500.
     assert summary["student_steps"] == 100
     assert read_summary(run_dir)["teacher_steps"] == 0
+
+
+def test_predict_batch_restarts_single_episodes(trained):
+    """Episodes of a batch that end at different steps: reset(envs) restarts only those windows,
+    so every entry acts as a single-episode policy would."""
+    _, run_dir = trained
+    single, batch = load_policy(run_dir), load_policy(run_dir)
+    rng = np.random.default_rng(1)
+    seqs = rng.normal(size=(14, 2, 3)).astype(np.float32)
+    ends = {0: {4}, 1: {9, 11}}  # entry -> steps after which its episode ends
+    expected = np.zeros((14, 2, 1), np.float32)
+    for ep in range(2):
+        single.reset()
+        for t in range(14):
+            expected[t, ep] = single.predict(seqs[t, ep])
+            if t in ends[ep]:
+                single.reset()
+    batch.reset()
+    for t in range(14):
+        np.testing.assert_allclose(batch.predict(seqs[t]), expected[t], atol=1e-6)
+        ended = np.array([t in ends[0], t in ends[1]])
+        if ended.any():
+            batch.reset(ended if t != 9 else np.flatnonzero(ended))  # a mask, or indices
+    with pytest.raises(ValueError, match="batch of 2"):
+        batch.reset(np.ones(3, bool))
