@@ -22,6 +22,14 @@ class EvalResult:
     success_once: np.ndarray | None = None  # per episode, for tasks that report info["success"]
     success_at_end: np.ndarray | None = None
 
+    @classmethod
+    def concat(cls, parts: list[EvalResult]) -> EvalResult:
+        def cat(name: str) -> np.ndarray | None:
+            arrays = [getattr(p, name) for p in parts]
+            return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+        return cls(cat("returns"), cat("lengths"), cat("success_once"), cat("success_at_end"))
+
     @property
     def mean(self) -> float:
         return float(self.returns.mean())

@@ -21,6 +21,8 @@ from accelerl.evaluation import EvalResult, deterministic, run_episodes
 from accelerl.nets import build_accelerator_actor, build_transformer_actor
 from accelerl.replay import WindowTracker, as_obs_tensor
 
+EVAL_BATCH = 16  # envs evaluated side by side
+
 
 class Policy:
     def __init__(self, actor: torch.nn.Module, cfg: TrainConfig, spec: EnvSpec, device: torch.device) -> None:
@@ -74,14 +76,19 @@ class Policy:
         return make_single_env(self.spec, rescale_actions=False, render_mode=render_mode)
 
     def evaluate(self, episodes: int = 10, seed: int = 12345, video: Path | None = None) -> EvalResult:
-        """Deterministic episodes on seeds seed..seed+episodes-1 (one GIF of the first if ``video``)."""
+        """Deterministic episodes on seeds seed..seed+episodes-1 (one GIF of the first if ``video``),
+        at most ``EVAL_BATCH`` envs at a time (a renderer each, for pixel and ManiSkill tasks)."""
         frames: list | None = [] if video is not None else None
-        env = make_vector_env(self.spec, episodes, render=video is not None)
-        try:
-            result = run_episodes(env, deterministic(self.actor), [seed + i for i in range(episodes)], self.context,
-                                  self.device, frames=frames)
-        finally:
-            env.close()
+        parts = []
+        for start in range(0, episodes, EVAL_BATCH):
+            n = min(EVAL_BATCH, episodes - start)
+            env = make_vector_env(self.spec, n, render=video is not None and start == 0)
+            try:
+                parts.append(run_episodes(env, deterministic(self.actor), [seed + start + i for i in range(n)],
+                                          self.context, self.device, frames=frames if start == 0 else None))
+            finally:
+                env.close()
+        result = EvalResult.concat(parts)
         if video is not None and frames:
             from PIL import Image
 
