@@ -135,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from accelerl.envs.factory import is_maniskill
     from accelerl.policy import load_policy
     from accelerl.stages import resolve_device
 
@@ -142,10 +143,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise AccelerlError("--episodes must be >= 1")
     run_dir = Path(args.run_dir)
     policy_name = args.policy
+    saved = read_run_config(run_dir)
     if policy_name is None:
-        mode = read_run_config(run_dir).get("mode")
-        policy_name = "accelerator" if mode == "accelerator" else "transformer"
-    if args.video:
+        policy_name = "accelerator" if saved.get("mode") == "accelerator" else "transformer"
+    if args.video and not is_maniskill(str(saved.get("env", ""))):  # ManiSkill renders through Vulkan
         from accelerl.envs.pixels import choose_gl_backend
 
         choose_gl_backend()  # the user's MUJOCO_GL, else EGL, else OSMesa (a bare EGL guess fails without it)

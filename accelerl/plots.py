@@ -72,13 +72,14 @@ def plot_runs(run_dirs: list[Path], out: Path) -> Path:
     if not run_dirs:
         raise AccelerlError("accelerl plot needs at least one run directory")
     out = Path(out)
-    formats = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
+    probe = plt.figure()
+    formats = probe.canvas.get_supported_filetypes()
+    plt.close(probe)
     if out.suffix.lstrip(".").lower() not in formats:
         raise AccelerlError(f"--out {out}: give an image file name ending in .png, .pdf or .svg")
     rows = [read_metrics(d) for d in run_dirs]
     for d, r in zip(run_dirs, rows, strict=True):
-        if not any(row["return_mean"] for row in r):
+        if not any(row["return_mean"] and row["policy"] != "random" for row in r):
             raise AccelerlError(f"{d} has no evaluation yet; nothing to plot")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

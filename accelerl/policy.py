@@ -40,10 +40,15 @@ class Policy:
         if envs is None or self._tracker is None:
             self._tracker, self._restart = None, None
             return
-        envs = np.asarray(envs)
-        ended = envs.astype(bool) if envs.dtype == bool else np.isin(np.arange(self._tracker.hist.shape[0]), envs)
-        if ended.shape != (self._tracker.hist.shape[0],):
-            raise ValueError(f"reset(envs): a mask of {ended.shape} for a batch of {self._tracker.hist.shape[0]}")
+        n, envs = self._tracker.hist.shape[0], np.asarray(envs)
+        if envs.dtype == bool:
+            if envs.shape != (n,):
+                raise ValueError(f"reset(envs): a mask of shape {envs.shape} for a batch of {n}")
+            ended = envs
+        else:
+            if envs.size and (envs.min() < 0 or envs.max() >= n or not np.issubdtype(envs.dtype, np.integer)):
+                raise ValueError(f"reset(envs): indices must be integers in [0, {n}), got {envs.tolist()}")
+            ended = np.isin(np.arange(n), envs)
         self._restart = ended if self._restart is None else self._restart | ended
 
     @torch.inference_mode()

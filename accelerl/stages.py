@@ -185,6 +185,7 @@ class Trainer:
             if resume_state is None:
                 self._evaluate(initial=True)
                 self.save()  # a run killed before its first scheduled checkpoint still resumes
+                self._clock = time.perf_counter()  # nor is writing it (speed.py times runs without checkpoints)
             while self.env_step < cfg.total_steps:
                 self._collect()
                 self._train()

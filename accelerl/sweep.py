@@ -75,10 +75,11 @@ def point_flags(point: dict[str, str], train_flags: list[str]) -> list[str]:
 
 
 def plan(points: list[dict[str, str]], train_flags: list[str], parse: Callable[[list[str]], dict],
-         out: Path) -> list[tuple[list[str], str, int]]:
-    """(flags, run directory, total steps) of every point, after building (and so validating) each
+         out: Path) -> list[tuple[list[str], str, int, str]]:
+    """(flags, run directory, total steps, device) of every point, after building (and so validating) each
     point's config and checking that a run already in its folder was made with the same settings
-    (bar --total-steps, which extends or keeps it, and --device): all before anything runs."""
+    (bar --total-steps, which extends or keeps it, and --device, which a resume may change): all
+    before anything runs."""
     jobs = []
     for point in points:
         name, run_dir = point_name(point), out / point_name(point)
@@ -88,17 +89,20 @@ def plan(points: list[dict[str, str]], train_flags: list[str], parse: Callable[[
         except AccelerlError as exc:
             raise ConfigError(f"grid point {name}: {exc}") from None
         if (run_dir / "config.json").exists():
-            saved = TrainConfig.from_dict(read_run_config(run_dir)).to_dict()
+            try:
+                saved = TrainConfig.from_dict(read_run_config(run_dir)).to_dict()
+            except AccelerlError as exc:
+                raise ConfigError(f"{run_dir} holds a run this sweep cannot read ({exc}); use another --out") from None
             wanted = cfg.to_dict()
             diff = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k])
             if diff:
                 raise ConfigError(f"{run_dir} was run with other settings (differs in: {', '.join(diff)}); "
                                   "use another --out, or remove that run")
-        jobs.append((flags, str(run_dir), cfg.total_steps))
+        jobs.append((flags, str(run_dir), cfg.total_steps, cfg.device))
     return jobs
 
 
-def run_point(flags: list[str], run_dir: str, threads: int, total_steps: int) -> str:
+def run_point(flags: list[str], run_dir: str, threads: int, total_steps: int, device: str = "auto") -> str:
     """Run (or resume, extend or skip) one point; returns its status. Used locally and on Ray workers."""
     run_dir_path = Path(run_dir)
     summary = run_dir_path / "summary.json"
@@ -107,7 +111,8 @@ def run_point(flags: list[str], run_dir: str, threads: int, total_steps: int) ->
         return "done earlier"
     resume = (run_dir_path / "checkpoints" / "latest.pt").exists()
     cmd = [sys.executable, "-m", "accelerl.cli", "train",
-           *(["--resume", run_dir, "--total-steps", str(total_steps)] if resume else [*flags, "--run-dir", run_dir])]
+           *(["--resume", run_dir, "--total-steps", str(total_steps), "--device", device] if resume
+             else [*flags, "--run-dir", run_dir])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -117,13 +122,13 @@ def run_point(flags: list[str], run_dir: str, threads: int, total_steps: int) ->
     return ("extended" if finished else "resumed") if resume else "ran"
 
 
-def run_all(jobs: list[tuple[list[str], str, int]], workers: int, ray_address: str | None,
+def run_all(jobs: list[tuple[list[str], str, int, str]], workers: int, ray_address: str | None,
             report: Callable[[str, str], None]) -> dict[str, str]:
-    """Run every (flags, run_dir, total_steps); ``workers`` processes at once locally, or as Ray tasks."""
+    """Run every (flags, run_dir, total_steps, device); ``workers`` processes at once locally, or as Ray tasks."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if ray_address is None:
-        def one(job: tuple[list[str], str, int]) -> tuple[str, str]:
-            status = run_point(job[0], job[1], threads, job[2])
+        def one(job: tuple[list[str], str, int, str]) -> tuple[str, str]:
+            status = run_point(job[0], job[1], threads, job[2], job[3])
             report(job[1], status)
             return job[1], status
 
@@ -132,7 +137,7 @@ def run_all(jobs: list[tuple[list[str], str, int]], workers: int, ray_address: s
     ray = require_ray()
     ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(run_point)
-    futures = {remote.remote(flags, run_dir, 1, total): run_dir for flags, run_dir, total in jobs}
+    futures = {remote.remote(flags, run_dir, 1, total, device): run_dir for flags, run_dir, total, device in jobs}
     statuses: dict[str, str] = {}
     pending = list(futures)
     while pending:

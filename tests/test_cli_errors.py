@@ -222,7 +222,8 @@ def test_plot_output_and_empty_runs(finished_run, tmp_path):
     assert_one_error_line(rc, err, "--out")
     empty = tmp_path / "empty"
     empty.mkdir()
-    header = (finished_run / "metrics.csv").read_text().splitlines()[0]
-    (empty / "metrics.csv").write_text(header + "\n")
+    lines = (finished_run / "metrics.csv").read_text().splitlines()
+    random_row = next(line for line in lines if ",random," in line)  # killed during its first evaluation
+    (empty / "metrics.csv").write_text(lines[0] + "\n" + random_row + "\n")
     rc, _, err = run_cli(["plot", empty, "--out", tmp_path / "e.png"], cwd=tmp_path)
     assert_one_error_line(rc, err, "no evaluation")

@@ -300,3 +300,5 @@ def test_predict_batch_restarts_single_episodes(trained):
             batch.reset(ended if t != 9 else np.flatnonzero(ended))  # a mask, or indices
     with pytest.raises(ValueError, match="batch of 2"):
         batch.reset(np.ones(3, bool))
+    with pytest.raises(ValueError, match=r"in \[0, 2\)"):
+        batch.reset([2])

@@ -156,7 +156,8 @@ class FrameCNN(nn.Module):
     and tanh (the image-SAC encoder), with the state (if any) appended unchanged.
 
     Input is the flat observation (frame in CHW order with values 0..255, then the state); with
-    ``window`` > 1 the rows are windows flattened step-major, and each window gets one shift."""
+    ``window`` > 1 the rows are windows flattened window by window (a window's steps consecutive),
+    and each window gets one shift."""
 
     def __init__(self, pixel_shape: tuple[int, int, int], state_dim: int, features: int, augment: bool) -> None:
         super().__init__()
