@@ -20,7 +20,7 @@ from accelerl.config import PRESETS, TrainConfig, build_config, read_run_config
 from accelerl.errors import AccelerlError, CheckpointError
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
-RESUME_OVERRIDES = ("total_steps", "device")
+RESUME_OVERRIDES = ("total_steps", "device", "vector_env", "compile")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +42,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                            metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text, **bare)
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="Continue an interrupted run from its last checkpoint (its saved config is used; "
-                        "only --total-steps and --device may change).")
+                        "only --total-steps, --device, --vector-env and --compile may change).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +99,8 @@ def _default_run_dir(cfg: TrainConfig) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from accelerl import checkpoint
-    from accelerl.stages import Trainer, check_resumable
+    from accelerl.run_state import check_resumable
+    from accelerl.stages import Trainer
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}

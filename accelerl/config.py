@@ -17,7 +17,14 @@ from accelerl.errors import CheckpointError, ConfigError
 
 CONFIG_VERSION = 1
 # Values that may differ between a checkpoint's config and the config it is resumed with.
-RESUMABLE_CHANGES = frozenset({"total_steps", "device", "run_dir"})
+# vector_env: sync and async vector envs step the same envs on the same actions (each env's RNG
+# and simulator live in the env, wherever it runs) and checkpoint the same per-env states, so
+# switching between them on resume does not change results. A checkpoint whose config predates
+# the key reads it as missing, which check_resumable must not count as a difference: listing the
+# key here covers that too.
+# compile: a compiled update computes the eager one (float rounding aside; tests/test_compile.py)
+# on the same optimiser state layout, so a run may resume with or without it.
+RESUMABLE_CHANGES = frozenset({"total_steps", "device", "run_dir", "vector_env", "compile"})
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -48,7 +55,15 @@ class TrainConfig:
         "Partial observability: 'velocities' hides velocities (keeps positions, '-P'), "
         "'positions' hides positions (keeps velocities, '-V'), or explicit indices '0,1,2' to keep.",
     )
-    num_envs: int = _f(1, "Parallel training envs (gymnasium SyncVectorEnv).")
+    num_envs: int = _f(1, "Parallel training envs (see --vector-env).")
+    vector_env: str = _f(
+        "sync",
+        "How the --num-envs envs run: sync (one after another in the training process, gymnasium SyncVectorEnv) "
+        "or async (each env in its own worker process, gymnasium AsyncVectorEnv, forkserver start method where "
+        "available, else spawn), so N MuJoCo envs step on N cores; pixel envs render inside the workers. "
+        "Same results either way. Not for ManiSkill tasks.",
+        ("sync", "async"),
+    )
     pixels: str | None = _f(
         None,
         "Image observations of a MuJoCo task, rendered off-screen: 'rgb' (the bare flag) or 'state+rgb' "
@@ -156,6 +171,12 @@ class TrainConfig:
     checkpoint_every: int = _f(10_000, "Env steps between checkpoints (atomic; latest and best kept).")
     seed: int = _f(0, "Seed of everything (envs, networks, sampling).")
     device: str = _f("auto", "auto = cuda when available, else cpu.", ("auto", "cpu", "cuda"))
+    compile: str = _f(
+        "auto",
+        "Compile each update (RL and BC steps) into one graph with torch.compile, captured as CUDA graphs on "
+        "CUDA: on, off, or auto (on where CUDA is used; on CPU the speed table shows no gain).",
+        ("auto", "on", "off"),
+    )
     run_dir: str | None = _f(None, "Run directory (default runs/<env>__<mode>__<algo>__s<seed>__<time>).")
 
     # ------------------------------------------------------------------------------------------
@@ -237,6 +258,8 @@ class TrainConfig:
         if self.buffer_size is None:
             self.buffer_size = 100_000 if self.image_obs else 1_000_000
         self._validate_pixels()
+        if self.maniskill and self.vector_env == "async":
+            raise ConfigError("--vector-env async is for gymnasium/MuJoCo tasks; ManiSkill batches its own envs")
         if self.context is not None and self.context < 1:
             raise ConfigError(f"--context must be >= 1, got {self.context}")
         if self.learning_starts < 0:

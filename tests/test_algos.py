@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from accelerl.algos import SAC, TD3, Distiller
+from accelerl.algos import SAC, TD3, Distiller, make_algo
 from accelerl.algos.base import polyak
 from accelerl.config import build_config
 from accelerl.nets.encoders import LastObsEncoder, TransformerEncoder
@@ -51,13 +51,14 @@ class ZeroActor(nn.Module):
 
 def spy_critic_target(algo) -> dict:
     captured = {}
-    original = algo._critic_step
+    original = algo.td_target
 
-    def spy(b, target):
+    def spy(b):
+        target = original(b)
         captured["target"] = target.detach().clone()
-        return original(b, target)
+        return target
 
-    algo._critic_step = spy
+    algo.td_target = spy
     return captured
 
 
@@ -117,13 +118,12 @@ def test_sac_target_action_comes_from_the_actor_without_dropout():
     actor = GaussianActor(encoder, ACT, 16, 1)
     algo = SAC(actor, critic(), cfg(algo="sac"), act_dim=ACT)
     modes = []
-    original_sample = actor.sample
 
-    def sample(window, mask):
-        modes.append((window, actor.training, encoder.drop.training))
-        return original_sample(window, mask)
+    def record(module, args, kwargs):
+        if kwargs.get("sample"):
+            modes.append((args[0], module.training, encoder.drop.training))
 
-    actor.sample = sample
+    actor.register_forward_pre_hook(record, with_kwargs=True)
     b = batch()
     algo.update(b)
     assert [(w is b.next_obs, t, d) for w, t, d in modes] == [(True, False, False), (False, True, True)]
@@ -266,3 +266,63 @@ def test_action_value_equals_forward_and_leaves_the_encoder_without_gradient(kin
     v1.sum().backward()
     assert action.grad is not None and action.grad.abs().sum() > 0
     assert all(p.grad is None for p in critic.enc1.parameters())
+
+
+# ------------------------------------------------------------------------------------------------
+def _lstm_agent(algo: str):
+    from accelerl.envs import probe_for
+    from accelerl.nets.build import build_accelerator_actor, build_critic
+
+    config = build_config({"env": "Pendulum-v1", "obs_mask": "velocities", "context": 4, "hidden_size": 16,
+                           "algo": algo, "policy_delay": 1})
+    spec = probe_for(config)
+    torch.manual_seed(0)
+    crit = build_critic(config, spec)
+    return make_algo(algo, build_accelerator_actor(config, spec, crit), crit, config, act_dim=spec.act_dim)
+
+
+def _lstm_batch() -> Batch:
+    g = torch.Generator().manual_seed(5)
+    mask = torch.ones(6, 4, dtype=torch.bool)
+    obs = torch.randn(6, 5, 2, generator=g)
+    return Batch(obs[:, :-1], mask, torch.rand(6, 1, generator=g) * 2 - 1, torch.randn(6, generator=g),
+                 torch.zeros(6), obs[:, 1:], mask)
+
+
+def test_the_lstm_critic_has_one_trunk_that_both_q_losses_train():
+    crit = _lstm_agent("td3").critic
+    assert crit.enc1 is crit.enc2
+    trunk = list(crit.enc1.parameters())
+    assert len({id(p) for p in crit.parameters()}) == len(list(crit.parameters()))  # each weight once
+    b = _lstm_batch()
+    (q1, q2), (f1, f2) = crit(b.obs, b.mask, b.act, with_features=True)
+    assert q1.shape == q2.shape == (6,) and f1 is f2 and f1.shape == (6, 16)
+    for q in (q1, q2):
+        grads = torch.autograd.grad(q.pow(2).mean(), trunk, retain_graph=True)
+        assert all(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_the_actor_loss_trains_the_actor_and_not_the_critic(algo):
+    agent = _lstm_agent(algo)
+    b = _lstm_batch()
+    _, feats = agent._critic_update(agent.optimize_eager, b)
+    critic_before, actor_before = params(agent.critic), params(agent.actor)
+    agent._actor_update(agent.optimize_eager, b, feats)
+    assert same(critic_before, params(agent.critic))
+    assert not same(actor_before, params(agent.actor))
+
+
+def test_a_checkpoint_with_two_lstm_critic_trunks_is_refused():
+    """accelerl 0.1 saved an LSTM critic with one LSTM per Q head: loading it into one shared
+    trunk would silently keep one of them."""
+    from accelerl.errors import CheckpointError
+
+    crit = _lstm_agent("td3").critic
+    state = crit.state_dict()
+    assert not any(k.startswith("enc2.") for k in state)
+    same_twin = {**state, **{"enc2." + k[5:]: v.clone() for k, v in state.items() if k.startswith("enc1.")}}
+    crit.load_state_dict(same_twin)  # a shared encoder listed twice (0.1's CNN critic) loads
+    other = {**same_twin, **{k: v + 1 for k, v in same_twin.items() if k.startswith("enc2.")}}
+    with pytest.raises(CheckpointError, match="two encoders"):
+        crit.load_state_dict(other)

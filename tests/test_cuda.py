@@ -68,3 +68,49 @@ def test_pixel_run_on_cuda(tmp_path):
     assert read_summary(run)["device"].startswith("cuda")
     rc, _out, err = run_cli(["eval", run, "--episodes", "1"])
     assert rc == 0, err
+
+
+# --------------------------------------------------------------------------- the compiled path
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+@pytest.mark.parametrize("kind", ["mlp", "lstm", "transformer", "cnn"])
+def test_compiled_update_equals_eager_on_cuda(kind, algo):
+    """Inductor's GPU kernels under CUDA graphs compute the eager update."""
+    import test_compile
+
+    test_compile.test_compiled_update_equals_eager(kind, algo, device="cuda")
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_the_update_loop_makes_no_host_device_sync(algo):
+    """Sampling and the compiled update never wait for the GPU (after the graphs are captured):
+    any synchronising call raises under sync debug mode "error"."""
+    from accelerl.replay import ReplayBuffer
+    from test_compile import _agent
+
+    agent, spec, cfg = _agent("transformer", algo, "on", "cuda")
+    buffer = ReplayBuffer(2000, 4, (spec.obs_dim,), spec.act_dim, "cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for t in range(600):
+        ended = np.array([t % 97 == 96, t % 131 == 130, False, t % 50 == 49])
+        final = torch.randn(int(ended.sum()), spec.obs_dim, device="cuda") if ended.any() else None
+        buffer.add(torch.randn(4, spec.obs_dim, device="cuda"), torch.rand(4, spec.act_dim, device="cuda") * 2 - 1,
+                   torch.randn(4, device="cuda"), torch.zeros(4, device="cuda"), torch.zeros(4, device="cuda"),
+                   ended, final)
+    for _ in range(4):  # compile and capture
+        agent.update(buffer.sample(cfg.batch_size, cfg.window_len, gen))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            losses = agent.update(buffer.sample(cfg.batch_size, cfg.window_len, gen))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_async_envs_on_cuda(tmp_path):
+    run = tmp_path / "run"
+    args = [*on("cuda", PENDULUM_SHORT), "--num-envs", "4", "--vector-env", "async", "--run-dir", run]
+    train_ok(args)
+    summary = read_summary(run)
+    assert summary["device"].startswith("cuda") and summary["env_steps"] == 600

@@ -14,7 +14,7 @@ from test_resume import assert_same_run
 
 from accelerl import load_policy
 from accelerl.algos import make_algo
-from accelerl.algos.base import own_parameters
+from accelerl.algos.steps import AdamStep
 from accelerl.config import build_config
 from accelerl.envs import EnvSpec
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
@@ -100,7 +100,7 @@ def test_cnn_actor_reads_the_critic_encoder_without_training_it():
     assert critic.enc1 is critic.enc2 and actor.encoder.inner is critic.enc1
     algo = make_algo("td3", actor, critic, cfg, act_dim=ACT)
     shared = {id(p) for p in critic.enc1.parameters()}
-    assert not shared & {id(p) for p in own_parameters(actor, critic)}
+    assert not shared & {id(p) for p in AdamStep.of(actor, 1e-3, exclude=critic).params}
     obs = pixel_obs(8).view(4, 2, -1)
     batch = Batch(obs=obs, mask=torch.ones(4, 2, dtype=torch.bool), act=torch.rand(4, ACT) * 2 - 1,
                   rew=torch.ones(4), term=torch.zeros(4), next_obs=obs.roll(1, 0), next_mask=torch.ones(4, 2, dtype=torch.bool))

@@ -1,4 +1,4 @@
-"""What TD3 and SAC share: targets, optimisers, Polyak averaging, (de)serialisation."""
+"""What TD3 and SAC share: targets, optimisers, Polyak averaging, compilation, (de)serialisation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from accelerl.algos.steps import AdamStep, call, compile_step, mark_static, resolve_compile
 from accelerl.replay import Batch
 
 
@@ -36,23 +37,19 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-def own_parameters(module: nn.Module, owner: nn.Module) -> list[nn.Parameter]:
-    """``module``'s parameters that are not ``owner``'s: a CNN actor reads its critic's encoder
-    but must not train it (the critic's optimiser does)."""
-    theirs = {id(p) for p in owner.parameters()}
-    return [p for p in module.parameters() if id(p) not in theirs]
-
-
 @torch.no_grad()
 def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
-    t_params = [p for p in target.parameters()]
-    s_params = [p for p in source.parameters()]
-    torch._foreach_lerp_(t_params, s_params, tau)
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 class OffPolicy:
     """An actor-critic pair trained off-policy on windows. ``critic_target`` (and SAC's
-    ``log_alpha``) may be handed over from another agent: stage 2 carries them over."""
+    ``log_alpha``) may be handed over from another agent: stage 2 carries them over.
+
+    Each update is a short list of steps (``_critic_update``, ``_actor_update``), each a plain
+    function of tensors; with ``--compile on`` each is one compiled graph. The critic step hands
+    its encoder features (detached) to the actor step, which reads Q through the critic's heads
+    alone: the critic's encoder (an LSTM, CNN or transformer) runs once per update, not twice."""
 
     def __init__(self, actor: nn.Module, critic: nn.Module, cfg, critic_target: nn.Module | None = None) -> None:
         self.cfg = cfg
@@ -60,27 +57,74 @@ class OffPolicy:
         self.critic = critic
         self.critic_target = critic_target if critic_target is not None else frozen_copy(critic)
         self.updates = 0
+        self.device = next(critic.parameters()).device
+        self.compiled = resolve_compile(getattr(cfg, "compile", "off"), self.device)
         self.reset_optimizers()
+        self._steps: dict[str, object] = {}
 
     def reset_optimizers(self) -> None:
-        self.actor_opt = adam(own_parameters(self.actor, self.critic), self.cfg.actor_lr)
-        self.critic_opt = adam(self.critic.parameters(), self.cfg.critic_lr)
+        self.actor_step = AdamStep.of(self.actor, self.cfg.actor_lr, exclude=self.critic)
+        self.critic_step = AdamStep.of(self.critic, self.cfg.critic_lr)
 
-    def _critic_step(self, batch: Batch, target: torch.Tensor) -> torch.Tensor:
-        q1, q2 = self.critic(batch.obs, batch.mask, batch.act)
+    @property
+    def actor_opt(self) -> torch.optim.Adam:
+        return self.actor_step.opt
+
+    @property
+    def critic_opt(self) -> torch.optim.Adam:
+        return self.critic_step.opt
+
+    def _optim_steps(self) -> list[AdamStep]:
+        return [self.actor_step, self.critic_step]
+
+    def _target_modules(self) -> list[nn.Module]:
+        return [self.critic_target]
+
+    def _run(self, name: str, *args):
+        """Call step ``name`` eagerly, or its compiled graph (compiled on first use)."""
+        fn = getattr(self, name)
+        if not self.compiled:
+            return fn(self.optimize_eager, *args)
+        if name not in self._steps:
+            for step in self._optim_steps():
+                step.prepare()
+            mark_static([p for m in self._target_modules() for p in m.parameters()])
+            self._steps[name] = compile_step(lambda *a, _fn=fn: _fn(self.optimize_functional, *a), self.device)
+        return self._steps[name](*args)
+
+    @staticmethod
+    def optimize_eager(step: AdamStep, loss_fn, *args):
+        return step.eager(loss_fn, *args)
+
+    @staticmethod
+    def optimize_functional(step: AdamStep, loss_fn, *args):
+        return step.functional(loss_fn, *args)
+
+    def _critic_loss(self, params, batch: Batch, target: torch.Tensor):
+        (q1, q2), feats = self._call_critic(params, batch)
         loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        return loss.detach()
+        return loss, tuple(f.detach() for f in feats)
 
-    def _actor_step(self, loss: torch.Tensor) -> None:
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
+    def _call_critic(self, params, batch: Batch):
+        return call(self.critic, params, batch.obs, batch.mask, batch.act, with_features=True)
 
-    # subclasses: explore(window, mask) -> action; update(batch) -> dict of detached losses
+    @torch.no_grad()
     def explore(self, window: torch.Tensor, mask: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
+        """The exploring action of ``actor`` (default: this agent's actor) for N envs' windows, in
+        eval mode (no dropout); with --compile, this agent's actor acts through one compiled graph."""
+        actor = actor if actor is not None else self.actor
+        with evaluating(actor):
+            if not self.compiled or actor is not self.actor:
+                return self.exploring_action(actor, window, mask)
+            if "explore" not in self._steps:
+                self._steps["explore"] = compile_step(self._explore_own, self.device)
+            return self._steps["explore"](window, mask)
+
+    def _explore_own(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.exploring_action(self.actor, window, mask)
+
+    # subclasses: exploring_action(actor, window, mask) -> action; update(batch) -> dict of detached losses
+    def exploring_action(self, actor: nn.Module, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -91,8 +135,8 @@ class OffPolicy:
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
+            "actor_opt": self.actor_step.state_dict(),
+            "critic_opt": self.critic_step.state_dict(),
             "updates": self.updates,
         }
 
@@ -100,6 +144,7 @@ class OffPolicy:
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.actor_step.load_state_dict(state["actor_opt"])
+        self.critic_step.load_state_dict(state["critic_opt"])
         self.updates = state["updates"]
+        self._steps.clear()  # compiled steps hold the optimiser state tensors they were traced with

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from accelerl.algos.base import adam, evaluating
+from accelerl.algos.base import evaluating
+from accelerl.algos.steps import AdamStep, call, compile_step
 from accelerl.nets.heads import GaussianActor
 
 
@@ -19,16 +20,32 @@ class Distiller:
     accelerator's critic, so the student can improve on the teacher where the critic says so."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, lr: float, critic: nn.Module | None = None,
-                 actor_ascent: float = 0.0, student_critic: nn.Module | None = None) -> None:
+                 actor_ascent: float = 0.0, student_critic: nn.Module | None = None, compiled: bool = False) -> None:
         self.student, self.teacher = student, teacher
         self.critic, self.actor_ascent = critic, actor_ascent
         # Frozen parameters (a CNN copied from the accelerator) are left out.
-        self.opt = adam([p for p in student.parameters() if p.requires_grad], lr)
+        self.step = AdamStep.of(student, lr)
         self.gaussian = isinstance(student, GaussianActor)
         self.updates = 0
         # --critic transformer: a transformer critic regressed onto the accelerator's critic.
         self.student_critic = student_critic
-        self.critic_opt = adam(student_critic.parameters(), lr) if student_critic is not None else None
+        self.critic_step = AdamStep.of(student_critic, lr) if student_critic is not None else None
+        self._update, self._update_critic = self._bc_update, self._critic_bc_update
+        if compiled:  # one graph each (see OffPolicy); the optimiser state must exist before tracing
+            device = next(student.parameters()).device
+            for step in (self.step, self.critic_step):
+                if step is not None:
+                    step.prepare()
+            self._update = compile_step(self._bc_update_functional, device)
+            self._update_critic = compile_step(self._critic_bc_update_functional, device)
+
+    @property
+    def opt(self) -> torch.optim.Adam:
+        return self.step.opt
+
+    @property
+    def critic_opt(self) -> torch.optim.Adam | None:
+        return self.critic_step.opt if self.critic_step is not None else None
 
     @torch.no_grad()
     def labels(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -40,34 +57,49 @@ class Distiller:
             return self.teacher(window, mask)
 
     def loss(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self._loss(None, window, mask, labels)[0]
+
+    def _loss(self, params, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor):
         if self.gaussian:
-            mean, log_std = self.student(window, mask)
+            mean, log_std = call(self.student, params, window, mask)
             action = torch.tanh(mean)
             act_dim = mean.shape[-1]
             loss = ((action - labels[:, :act_dim]).pow(2).sum(-1).mean()
                     + 0.1 * (log_std - labels[:, act_dim:]).pow(2).sum(-1).mean())
         else:
-            action = self.student(window, mask)
+            action = call(self.student, params, window, mask)
             loss = (action - labels).pow(2).sum(-1).mean()
         if self.actor_ascent > 0 and self.critic is not None:
             q = self.critic.action_value(window, mask, action, both=False)
             loss = loss - self.actor_ascent * q.mean() / q.abs().mean().detach().clamp_min(1e-6)
-        return loss
+        return loss, ()
+
+    def _bc_update(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.step.eager(self._loss, window, mask, labels)[0]
+
+    def _bc_update_functional(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.step.functional(self._loss, window, mask, labels)[0]
 
     def update(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = self.loss(window, mask, labels)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        loss = self._update(window, mask, labels)
         self.updates += 1
-        return loss.detach()
+        return loss
 
     def critic_loss(self, window: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Squared error of both student Q heads to the teacher critic's, at the given actions."""
-        with torch.no_grad(), evaluating(self.critic):
+        return self._critic_loss(None, window, mask, actions)[0]
+
+    def _critic_loss(self, params, window: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor):
+        with torch.no_grad():
             t1, t2 = self.critic(window, mask, actions)
-        s1, s2 = self.student_critic(window, mask, actions)
-        return (s1 - t1).pow(2).mean() + (s2 - t2).pow(2).mean()
+        s1, s2 = call(self.student_critic, params, window, mask, actions)
+        return (s1 - t1).pow(2).mean() + (s2 - t2).pow(2).mean(), ()
+
+    def _critic_bc_update(self, window, mask, actions) -> torch.Tensor:
+        return self.critic_step.eager(self._critic_loss, window, mask, actions)[0]
+
+    def _critic_bc_update_functional(self, window, mask, actions) -> torch.Tensor:
+        return self.critic_step.functional(self._critic_loss, window, mask, actions)[0]
 
     def update_critic(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                       behaviour: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,18 +110,15 @@ class Distiller:
         if behaviour is not None:
             window, mask = torch.cat([window, window]), torch.cat([mask, mask])
             actions = torch.cat([actions, behaviour])
-        loss = self.critic_loss(window, mask, actions)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        return loss.detach()
+        with evaluating(self.critic):  # the teacher critic without dropout
+            return self._update_critic(window, mask, actions)
 
     def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict(), "updates": self.updates,
-                "critic_opt": self.critic_opt.state_dict() if self.critic_opt is not None else None}
+        return {"opt": self.step.state_dict(), "updates": self.updates,
+                "critic_opt": self.critic_step.state_dict() if self.critic_step is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state["opt"])
+        self.step.load_state_dict(state["opt"])
         self.updates = state["updates"]
-        if self.critic_opt is not None:
-            self.critic_opt.load_state_dict(state["critic_opt"])
+        if self.critic_step is not None:
+            self.critic_step.load_state_dict(state["critic_opt"])

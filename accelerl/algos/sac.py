@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from accelerl.algos.base import OffPolicy, adam, evaluating, polyak
+from accelerl.algos.base import OffPolicy, evaluating, polyak
+from accelerl.algos.steps import AdamStep, call
 from accelerl.replay import Batch
 
 
@@ -24,50 +25,64 @@ class SAC(OffPolicy):
 
     def reset_optimizers(self) -> None:
         super().reset_optimizers()
-        self.alpha_opt = adam([self.log_alpha], self.cfg.alpha_lr)
+        self.alpha_step = AdamStep({"log_alpha": self.log_alpha}, self.cfg.alpha_lr)
+
+    @property
+    def alpha_opt(self) -> torch.optim.Adam:
+        return self.alpha_step.opt
+
+    def _optim_steps(self) -> list[AdamStep]:
+        return [*super()._optim_steps(), self.alpha_step]
 
     @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
+    def exploring_action(self, actor: nn.Module, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A sample of the squashed Gaussian."""
+        return actor(window, mask, sample=True)[0]
+
     @torch.no_grad()
-    def explore(self, window: torch.Tensor, mask: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
-        """A sample of the squashed Gaussian of ``actor`` (default: this agent's actor)."""
-        actor = actor if actor is not None else self.actor
-        with evaluating(actor):
-            action, _ = actor.sample(window, mask)
-        return action
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """Soft TD target; the actor is in eval mode here (``update``): no dropout or augmentation in
+        the target's next action, like TD3's eval-mode actor target."""
+        next_act, next_logp = self.actor.sample(batch.next_obs, batch.next_mask)
+        q1_next, q2_next = self.critic_target(batch.next_obs, batch.next_mask, next_act)
+        soft_v = torch.minimum(q1_next, q2_next) - self.alpha * next_logp
+        return batch.rew + self.cfg.gamma * (1.0 - batch.term) * soft_v
+
+    def _critic_update(self, optimize, batch: Batch):
+        return optimize(self.critic_step, self._critic_loss, batch, self.td_target(batch))
+
+    def _actor_loss(self, params, batch: Batch, feats):
+        action, logp = call(self.actor, params, batch.obs, batch.mask, sample=True)
+        q1, q2 = self.critic.heads(feats, action)
+        return (self.alpha * logp - torch.minimum(q1, q2)).mean(), logp.detach()
+
+    def _alpha_loss(self, params, logp: torch.Tensor):
+        log_alpha = self.log_alpha if params is None else params["log_alpha"]
+        return -(log_alpha * (logp + self.target_entropy)).mean(), ()
+
+    def _actor_update(self, optimize, batch: Batch, feats):
+        actor_loss, logp = optimize(self.actor_step, self._actor_loss, batch, feats)
+        optimize(self.alpha_step, self._alpha_loss, logp)
+        polyak(self.critic_target, self.critic, self.cfg.tau)
+        return actor_loss
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        cfg, alpha = self.cfg, self.alpha
-        # The target's next action without dropout or augmentation, like TD3's eval-mode actor target.
-        with torch.no_grad(), evaluating(self.actor):
-            next_act, next_logp = self.actor.sample(batch.next_obs, batch.next_mask)
-            q1_next, q2_next = self.critic_target(batch.next_obs, batch.next_mask, next_act)
-            soft_v = torch.minimum(q1_next, q2_next) - alpha * next_logp
-            target = batch.rew + cfg.gamma * (1.0 - batch.term) * soft_v
-        critic_loss = self._critic_step(batch, target)
-
-        action, logp = self.actor.sample(batch.obs, batch.mask)
-        q1, q2 = self.critic.action_value(batch.obs, batch.mask, action)
-        actor_loss = (alpha * logp - torch.minimum(q1, q2)).mean()
-        self._actor_step(actor_loss)
-
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
-
-        polyak(self.critic_target, self.critic, cfg.tau)
+        alpha = self.alpha
+        with evaluating(self.actor):
+            critic_loss, feats = self._run("_critic_update", batch)
+        actor_loss = self._run("_actor_update", batch, feats)
         self.updates += 1
-        return {"critic_loss": critic_loss, "actor_loss": actor_loss.detach(), "alpha": alpha}
+        return {"critic_loss": critic_loss, "actor_loss": actor_loss, "alpha": alpha}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-                "alpha_opt": self.alpha_opt.state_dict()}
+                "alpha_opt": self.alpha_step.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.alpha_step.load_state_dict(state["alpha_opt"])

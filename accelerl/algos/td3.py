@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from accelerl.algos.base import OffPolicy, evaluating, frozen_copy, polyak
+from accelerl.algos.base import OffPolicy, frozen_copy, polyak
+from accelerl.algos.steps import call
 from accelerl.replay import Batch
 
 
@@ -15,33 +16,45 @@ class TD3(OffPolicy):
         super().__init__(actor, critic, cfg, critic_target)
         self.actor_target = frozen_copy(actor)
 
-    @torch.no_grad()
-    def explore(self, window: torch.Tensor, mask: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
-        """Deterministic action plus Gaussian noise, of ``actor`` (default: this agent's actor).
-        Exploration noise in every stage: the reference code forgot it in stage 2."""
-        actor = actor if actor is not None else self.actor
-        with evaluating(actor):
-            action = actor(window, mask)
+    def _target_modules(self) -> list[nn.Module]:
+        return [self.critic_target, self.actor_target]
+
+    def exploring_action(self, actor: nn.Module, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Deterministic action plus Gaussian noise. Exploration noise in every stage: the reference
+        code forgot it in stage 2."""
+        action = actor(window, mask)
         noise = torch.randn_like(action) * self.cfg.exploration_noise
         return (action + noise).clamp(-1.0, 1.0)
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
         cfg = self.cfg
-        with torch.no_grad():
-            noise = (torch.randn_like(batch.act) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-            next_act = (self.actor_target(batch.next_obs, batch.next_mask) + noise).clamp(-1.0, 1.0)
-            q1_next, q2_next = self.critic_target(batch.next_obs, batch.next_mask, next_act)
-            # Bootstrap unless the episode *terminated*; truncation (time limit) bootstraps.
-            target = batch.rew + cfg.gamma * (1.0 - batch.term) * torch.minimum(q1_next, q2_next)
-        out = {"critic_loss": self._critic_step(batch, target)}
+        noise = (torch.randn_like(batch.act) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+        next_act = (self.actor_target(batch.next_obs, batch.next_mask) + noise).clamp(-1.0, 1.0)
+        q1_next, q2_next = self.critic_target(batch.next_obs, batch.next_mask, next_act)
+        # Bootstrap unless the episode *terminated*; truncation (time limit) bootstraps.
+        return batch.rew + cfg.gamma * (1.0 - batch.term) * torch.minimum(q1_next, q2_next)
+
+    def _critic_update(self, optimize, batch: Batch):
+        return optimize(self.critic_step, self._critic_loss, batch, self.td_target(batch))
+
+    def _actor_loss(self, params, batch: Batch, feats):
+        # Q1 of the actor's action on the critic pass's (detached) features: gradients reach the
+        # actor only, and the critic's encoder does not run again.
+        return -self.critic.heads(feats, call(self.actor, params, batch.obs, batch.mask), both=False).mean(), ()
+
+    def _actor_update(self, optimize, batch: Batch, feats):
+        actor_loss, _ = optimize(self.actor_step, self._actor_loss, batch, feats)
+        polyak(self.critic_target, self.critic, self.cfg.tau)
+        polyak(self.actor_target, self.actor, self.cfg.tau)
+        return actor_loss
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        critic_loss, feats = self._run("_critic_update", batch)
+        out = {"critic_loss": critic_loss}
         self.updates += 1
-        if self.updates % cfg.policy_delay == 0:
-            q1 = self.critic.action_value(batch.obs, batch.mask, self.actor(batch.obs, batch.mask), both=False)
-            actor_loss = -q1.mean()
-            self._actor_step(actor_loss)
-            polyak(self.critic_target, self.critic, cfg.tau)
-            polyak(self.actor_target, self.actor, cfg.tau)
-            out["actor_loss"] = actor_loss.detach()
+        if self.updates % self.cfg.policy_delay == 0:
+            out["actor_loss"] = self._run("_actor_update", batch, feats)
         return out
 
     def state_dict(self) -> dict:

@@ -1,8 +1,10 @@
-"""Build training/evaluation envs: gymnasium vector envs with actions rescaled to [-1, 1]."""
+"""Build training/evaluation envs: gymnasium vector envs (sync or async) with actions rescaled to [-1, 1]."""
 
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -12,7 +14,13 @@ import numpy as np
 from accelerl.envs.maniskill import PREFIX, ManiSkillEnv, is_maniskill
 from accelerl.envs.masks import resolve_mask
 from accelerl.envs.pixels import PixelObservation, choose_gl_backend, make_pixel_env
+from accelerl.envs.state import Snapshottable
 from accelerl.errors import ConfigError
+
+VECTOR_KINDS = ("sync", "async")
+# MuJoCo's GL choice (see choose_gl_backend), handed to async workers explicitly: a forkserver
+# worker forks from a server started earlier and would not see a later os.environ change.
+_GL_VARS = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID")
 
 
 @dataclass(frozen=True)
@@ -152,11 +160,32 @@ def make_single_env(spec: EnvSpec, rescale_actions: bool = True, render_mode: st
     return env
 
 
-def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False) -> gym.vector.SyncVectorEnv:
+def _vector_member(spec: EnvSpec, render_mode: str | None, gl: tuple[tuple[str, str], ...]) -> gym.Env:
+    """One env of a vector env. Module-level (with picklable arguments) so that async workers can
+    build it; the Snapshottable layer lets ``get_env_state`` reach it in whichever process it lives."""
+    for key, value in gl:
+        os.environ[key] = value
+    return Snapshottable(make_single_env(spec, render_mode=render_mode))
+
+
+def async_start_method() -> str:
+    """forkserver where available, else spawn; never fork (torch, MuJoCo and EGL state do not
+    survive a fork)."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False, kind: str = "sync") -> gym.vector.VectorEnv:
     """Envs reset in the same step they end (SAME_STEP), so the final observation comes in
-    ``info['final_obs']`` and the returned observation already starts the next episode."""
-    return gym.vector.SyncVectorEnv(
-        [functools.partial(make_single_env, spec, render_mode="rgb_array" if render else None)
-         for _ in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
+    ``info['final_obs']`` and the returned observation already starts the next episode.
+    ``kind`` "sync" steps the envs one after another in this process (SyncVectorEnv); "async"
+    runs each in its own worker process (AsyncVectorEnv), with identical results."""
+    if kind not in VECTOR_KINDS:
+        raise ValueError(f"vector env kind must be one of {', '.join(VECTOR_KINDS)}, got {kind!r}")
+    if kind == "async" and is_maniskill(spec.env_id):
+        raise ConfigError("--vector-env async is for gymnasium/MuJoCo tasks; ManiSkill batches its own envs")
+    gl = tuple((key, os.environ[key]) for key in _GL_VARS if os.environ.get(key))
+    fns = [functools.partial(_vector_member, spec, "rgb_array" if render else None, gl) for _ in range(num_envs)]
+    if kind == "async":
+        return gym.vector.AsyncVectorEnv(fns, context=async_start_method(),
+                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

@@ -37,9 +37,9 @@ def _accelerator_encoder(cfg: TrainConfig, spec: EnvSpec) -> nn.Module:
 
 def build_critic(cfg: TrainConfig, spec: EnvSpec) -> TwinCritic:
     """The accelerator's twin critic; stage 2 and scratch mode use the same architecture. A CNN
-    critic's two heads share one encoder."""
+    or LSTM critic's two heads share one encoder (the MLP's encoder is the observation itself)."""
     return TwinCritic(functools.partial(_accelerator_encoder, cfg, spec), spec.act_dim, cfg.hidden_size,
-                      cfg.hidden_layers, shared_encoder=cfg.accelerator_kind == "cnn")
+                      cfg.hidden_layers, shared_encoder=cfg.accelerator_kind in ("cnn", "lstm"))
 
 
 def build_accelerator_actor(cfg: TrainConfig, spec: EnvSpec, critic: TwinCritic | None = None) -> nn.Module:

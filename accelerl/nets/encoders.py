@@ -52,8 +52,24 @@ class LSTMEncoder(nn.Module):
         self.out_dim = hidden
 
     def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(F.relu(self.inp(window[:, -self.context:])))
+        x = F.relu(self.inp(window[:, -self.context:]))
+        if torch.compiler.is_compiling():
+            return self._unrolled(x)
+        out, _ = self.lstm(x)
         return out[:, -1]
+
+    def _unrolled(self, x: torch.Tensor) -> torch.Tensor:
+        """nn.LSTM's recurrence written out on its own weights (gate order i, f, g, o): the same
+        function, in ops a compiled graph can trace (nn.LSTM's flat-weight kernel cannot be traced
+        with substituted parameters)."""
+        lstm = self.lstm
+        gates_x = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)  # [B, C, 4H]: all steps at once
+        h = c = x.new_zeros(x.shape[0], lstm.hidden_size)
+        for t in range(x.shape[1]):
+            i, f, g, o = (gates_x[:, t] + F.linear(h, lstm.weight_hh_l0)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        return h
 
 
 def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
