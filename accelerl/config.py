@@ -126,6 +126,14 @@ class TrainConfig:
     init_alpha: float = _f(1.0, "SAC: initial entropy temperature (tuned automatically).")
     # --- networks ----------------------------------------------------------------------------
     hidden_size: int = _f(256, "Width of MLP/LSTM accelerator layers and of critics.")
+    lstm_critic: str = _f(
+        "separate",
+        "The LSTM critic: separate (one LSTM per Q head; the actor loss encodes the windows again after the critic "
+        "step) or shared (both Q heads on one LSTM trunk, and the actor loss reuses the critic pass's features: "
+        "about half the LSTM passes per update, but see docs/RESULTS.md: on velocity-masked Pendulum its TD3 actor "
+        "saturated at the action bounds in more seeds).",
+        ("separate", "shared"),
+    )
     hidden_layers: int = _f(3, "Hidden layers of the actor and critic heads (MLP, LSTM, CNN; transformer critic).")
     d_model: int = _f(256, "Transformer width.")
     n_heads: int = _f(2, "Transformer attention heads.")

@@ -269,12 +269,12 @@ def test_action_value_equals_forward_and_leaves_the_encoder_without_gradient(kin
 
 
 # ------------------------------------------------------------------------------------------------
-def _lstm_agent(algo: str):
+def _lstm_agent(algo: str, lstm_critic: str = "shared"):
     from accelerl.envs import probe_for
     from accelerl.nets.build import build_accelerator_actor, build_critic
 
     config = build_config({"env": "Pendulum-v1", "obs_mask": "velocities", "context": 4, "hidden_size": 16,
-                           "algo": algo, "policy_delay": 1})
+                           "algo": algo, "policy_delay": 1, "lstm_critic": lstm_critic})
     spec = probe_for(config)
     torch.manual_seed(0)
     crit = build_critic(config, spec)
@@ -302,9 +302,11 @@ def test_the_lstm_critic_has_one_trunk_that_both_q_losses_train():
         assert all(g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("lstm_critic", ["separate", "shared"])
 @pytest.mark.parametrize("algo", ["td3", "sac"])
-def test_the_actor_loss_trains_the_actor_and_not_the_critic(algo):
-    agent = _lstm_agent(algo)
+def test_the_actor_loss_trains_the_actor_and_not_the_critic(algo, lstm_critic):
+    agent = _lstm_agent(algo, lstm_critic)
+    assert agent.reuse_features == (lstm_critic == "shared") and agent.critic.shared == (lstm_critic == "shared")
     b = _lstm_batch()
     _, feats = agent._critic_update(agent.optimize_eager, b)
     critic_before, actor_before = params(agent.critic), params(agent.actor)

@@ -148,19 +148,19 @@ def test_bc_before_any_complete_transition_does_not_crash(tmp_path):
 
 def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     saves = {"n": 0}
-    original_save, original_step = Trainer.save, OffPolicy._critic_step
+    original_save, original_step = Trainer.save, OffPolicy._critic_loss
 
     def save(self):
         original_save(self)
         saves["n"] += 1
 
-    def critic_step(self, batch, target):
+    def critic_loss(self, params, batch, target):
         if saves["n"] >= 2:  # diverge right after the first scheduled checkpoint (the one before is step 0's)
             target = target * float("nan")
-        return original_step(self, batch, target)
+        return original_step(self, params, batch, target)
 
     monkeypatch.setattr(Trainer, "save", save)
-    monkeypatch.setattr(OffPolicy, "_critic_step", critic_step)
+    monkeypatch.setattr(OffPolicy, "_critic_loss", critic_loss)
     run = tmp_path / "run"
     rc = cli.main(["train", "--env", "Pendulum-v1", "--total-steps", "600", "--learning-starts", "100",
                    "--stage1-steps", "400", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "200",

@@ -30,8 +30,8 @@ def fast_backend(monkeypatch):
 def _config(kind: str, algo: str, compile_mode: str):
     over = {"env": "Pendulum-v1", "algo": algo, "hidden_size": 32, "hidden_layers": 2, "d_model": 32, "d_ff": 64,
             "dropout": 0.0, "policy_noise": 0.0, "compile": compile_mode, "actor_lr": 1e-3, "critic_lr": 1e-3}
-    if kind == "lstm":
-        over.update(obs_mask="velocities", context=4)
+    if kind.startswith("lstm"):
+        over.update(obs_mask="velocities", context=4, lstm_critic="shared" if kind == "lstm-shared" else "separate")
     if kind == "cnn":
         over.update(env="Hopper-v5", pixels="rgb", image_size=32, augment="none", frame_stack=2, context=2)
     return build_config(over)
@@ -81,7 +81,7 @@ def _to(batch: Batch, device: str) -> Batch:
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
-@pytest.mark.parametrize("kind", ["mlp", "lstm", "transformer", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "lstm", "lstm-shared", "transformer", "cnn"])
 def test_compiled_update_equals_eager(kind, algo, device="cpu"):
     eager, spec, cfg = _agent(kind, algo, "off", device)
     compiled, _, _ = _agent(kind, algo, "on", device)
@@ -199,3 +199,21 @@ def test_compiled_acting_equals_eager(kind):
         a_eager, a_compiled = eager.explore(window, mask), compiled.explore(window, mask)
     assert "explore" in compiled._steps and compiled.actor.training  # compiled, and train mode restored
     assert torch.allclose(a_eager, a_compiled, atol=1e-6)
+
+
+@pytest.mark.parametrize("extra", [["--algo", "td3", "--critic", "transformer"], ["--algo", "sac"]],
+                         ids=["td3-transformer-critic", "sac"])
+def test_a_compiled_run_goes_through_both_stages(tmp_path, extra):
+    """accelerl train --compile on end to end: compiled acting, RL and BC steps, the switch (a new
+    agent, compiled afresh), checkpoints and the summary."""
+    import json
+
+    from conftest import PENDULUM_SHORT
+
+    from accelerl import cli
+
+    run = tmp_path / "run"
+    assert cli.main(["train", *PENDULUM_SHORT, *extra, "--compile", "on", "--run-dir", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 600 and summary["switch_step"] == 300 and summary["bc_updates"] > 0
+    assert all(v == v for v in summary["final_return"].values())  # finite, not NaN

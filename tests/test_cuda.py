@@ -84,8 +84,9 @@ def test_compiled_update_equals_eager_on_cuda(kind, algo):
 def test_the_update_loop_makes_no_host_device_sync(algo):
     """Sampling and the compiled update never wait for the GPU (after the graphs are captured):
     any synchronising call raises under sync debug mode "error"."""
-    from accelerl.replay import ReplayBuffer
     from test_compile import _agent
+
+    from accelerl.replay import ReplayBuffer
 
     agent, spec, cfg = _agent("transformer", algo, "on", "cuda")
     buffer = ReplayBuffer(2000, 4, (spec.obs_dim,), spec.act_dim, "cuda")

@@ -107,7 +107,7 @@ def test_cnn_actor_reads_the_critic_encoder_without_training_it():
     enc_before = [p.clone() for p in critic.enc1.parameters()]
     head_before = [p.clone() for p in actor.head.parameters()]
     q1, _ = critic(obs, batch.mask, actor(obs, batch.mask))
-    algo._actor_step(-q1.mean())  # the actor loss reaches the encoder through Q, and must not move it
+    algo.actor_step.eager(lambda _p: (-q1.mean(), ()))  # the actor loss reaches the encoder through Q, and must not move it
     assert all(torch.equal(a, b) for a, b in zip(enc_before, critic.enc1.parameters(), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(head_before, actor.head.parameters(), strict=True))
     algo.update(batch)  # the critic's step does train it

@@ -147,3 +147,16 @@ def test_resume_of_a_finished_run_with_a_larger_budget(tmp_path, pendulum_refere
     assert checkpoint.load(short / "checkpoints" / "latest.pt")["stage"] == "stage2"
     train_ok(["--resume", short, "--total-steps", "1500"])
     assert_same_run(short, pendulum_reference)
+
+
+def test_async_envs_resume_after_kill_as_a_straight_sync_run(tmp_path):
+    """--vector-env async: 2 Hopper envs in worker processes (episodes ending at different steps),
+    killed mid-run and resumed, give exactly the uninterrupted run, which is also the sync run."""
+    args = [*_with_total(HOPPER, 900), "--num-envs", "2"]
+    reference = tmp_path / "sync"
+    train_ok([*args, "--run-dir", reference])
+    run = tmp_path / "killed"
+    state, extra = kill_when([*args, "--vector-env", "async"], run, lambda s: s["env_step"] >= 300)
+    assert state["config"]["vector_env"] == "async" and state["env_step"] < 900
+    train_ok(["--resume", run, *extra])
+    assert_same_run(run, reference)

@@ -48,8 +48,10 @@ class OffPolicy:
 
     Each update is a short list of steps (``_critic_update``, ``_actor_update``), each a plain
     function of tensors; with ``--compile on`` each is one compiled graph. The critic step hands
-    its encoder features (detached) to the actor step, which reads Q through the critic's heads
-    alone: the critic's encoder (an LSTM, CNN or transformer) runs once per update, not twice."""
+    its encoder features (detached) to the actor step. With ``--lstm-critic shared`` the actor
+    loss reads Q through the critic's heads on them (the critic's encoder runs once per update);
+    otherwise it encodes the windows again with the updated critic (``action_value``), as TD3 and
+    SAC are usually written."""
 
     def __init__(self, actor: nn.Module, critic: nn.Module, cfg, critic_target: nn.Module | None = None) -> None:
         self.cfg = cfg
@@ -59,6 +61,7 @@ class OffPolicy:
         self.updates = 0
         self.device = next(critic.parameters()).device
         self.compiled = resolve_compile(getattr(cfg, "compile", "off"), self.device)
+        self.reuse_features = getattr(cfg, "lstm_critic", "separate") == "shared"
         self.reset_optimizers()
         self._steps: dict[str, object] = {}
 
@@ -104,6 +107,12 @@ class OffPolicy:
         (q1, q2), feats = self._call_critic(params, batch)
         loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
         return loss, tuple(f.detach() for f in feats)
+
+    def _actor_q(self, batch: Batch, feats, action: torch.Tensor, both: bool):
+        """Q of the actor's action, with gradients for the action only (see the class docstring)."""
+        if self.reuse_features:
+            return self.critic.heads(feats, action, both)
+        return self.critic.action_value(batch.obs, batch.mask, action, both)
 
     def _call_critic(self, params, batch: Batch):
         return call(self.critic, params, batch.obs, batch.mask, batch.act, with_features=True)

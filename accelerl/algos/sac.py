@@ -56,7 +56,7 @@ class SAC(OffPolicy):
 
     def _actor_loss(self, params, batch: Batch, feats):
         action, logp = call(self.actor, params, batch.obs, batch.mask, sample=True)
-        q1, q2 = self.critic.heads(feats, action)
+        q1, q2 = self._actor_q(batch, feats, action, both=True)
         return (self.alpha * logp - torch.minimum(q1, q2)).mean(), logp.detach()
 
     def _alpha_loss(self, params, logp: torch.Tensor):

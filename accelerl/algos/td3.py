@@ -39,9 +39,7 @@ class TD3(OffPolicy):
         return optimize(self.critic_step, self._critic_loss, batch, self.td_target(batch))
 
     def _actor_loss(self, params, batch: Batch, feats):
-        # Q1 of the actor's action on the critic pass's (detached) features: gradients reach the
-        # actor only, and the critic's encoder does not run again.
-        return -self.critic.heads(feats, call(self.actor, params, batch.obs, batch.mask), both=False).mean(), ()
+        return -self._actor_q(batch, feats, call(self.actor, params, batch.obs, batch.mask), both=False).mean(), ()
 
     def _actor_update(self, optimize, batch: Batch, feats):
         actor_loss, _ = optimize(self.actor_step, self._actor_loss, batch, feats)

@@ -37,9 +37,11 @@ def _accelerator_encoder(cfg: TrainConfig, spec: EnvSpec) -> nn.Module:
 
 def build_critic(cfg: TrainConfig, spec: EnvSpec) -> TwinCritic:
     """The accelerator's twin critic; stage 2 and scratch mode use the same architecture. A CNN
-    or LSTM critic's two heads share one encoder (the MLP's encoder is the observation itself)."""
+    critic's two heads share one encoder, an LSTM critic's with --lstm-critic shared (the MLP's
+    encoder is the observation itself)."""
+    shared = cfg.accelerator_kind == "cnn" or (cfg.accelerator_kind == "lstm" and cfg.lstm_critic == "shared")
     return TwinCritic(functools.partial(_accelerator_encoder, cfg, spec), spec.act_dim, cfg.hidden_size,
-                      cfg.hidden_layers, shared_encoder=cfg.accelerator_kind in ("cnn", "lstm"))
+                      cfg.hidden_layers, shared_encoder=shared)
 
 
 def build_accelerator_actor(cfg: TrainConfig, spec: EnvSpec, critic: TwinCritic | None = None) -> nn.Module:
