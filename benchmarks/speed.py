@@ -185,7 +185,7 @@ def accelerl_rates(env_id: str, mode: str, algo: str, warmup: int, steps: int, s
         if mode == "accelerate":
             overrides["stage1_steps"] = str(stage1)
         for key in [k for k in overrides if k not in TrainConfig.__dataclass_fields__]:
-            if extra.get(key) not in (None, "off", "sync", 1):
+            if extra.get(key) not in (None, "off", "sync", "separate", 1):
                 raise SystemExit(f"speed.py: this accelerl has no --{key.replace('_', '-')}")
             del overrides[key]
         trainer = Trainer(build_config(overrides), run_dir)
@@ -251,13 +251,16 @@ def paths_table(args) -> str:
                  (f"--mode accelerator{tag}", {**base, "mode": "accelerator", "warmup": w, "steps": n, "stage1": None,
                                                "compile": c, "_stage": "accelerator"}),
                  (f"--mode accelerate, stage 2{tag}", {**base, "mode": "accelerate", "warmup": w, "steps": n,
-                                                       "stage1": w, "compile": c, "_stage": "stage2"}),
-                 (f"--obs-mask velocities (LSTM, C = 10), stage 1{tag}",
-                  {**pomdp, "mode": "accelerate", "warmup": pw, "steps": pn, "stage1": pw + pn, "compile": c,
-                   "_stage": "stage1"}),
-                 (f"--obs-mask velocities (LSTM, C = 10), stage 2{tag}",
-                  {**pomdp, "mode": "accelerate", "warmup": pw, "steps": pn, "stage1": pw, "compile": c,
-                   "_stage": "stage2"})]
+                                                       "stage1": w, "compile": c, "_stage": "stage2"})]
+        if c == "on" and args.device == "cpu":
+            continue  # on CPU, compiling the LSTM and CNN graphs takes minutes for rows of seconds
+        critics = ("separate", "shared") if c == "off" else ("separate",)
+        for critic in critics:
+            label = "" if critic == "separate" else ", --lstm-critic shared"
+            for stage, stage1 in (("stage1", pw + pn), ("stage2", pw)):
+                rows.append((f"--obs-mask velocities (LSTM, C = 10){label}, {stage.replace('stage', 'stage ')}{tag}",
+                             {**pomdp, "mode": "accelerate", "warmup": pw, "steps": pn, "stage1": stage1, "compile": c,
+                              "lstm_critic": critic, "_stage": stage}))
         if args.pixel_env:
             rows.append((f"--pixels {args.image_size} px (CNN), --mode accelerator{tag}",
                          {**pixels, "mode": "accelerator", "warmup": pw, "steps": pn, "stage1": None, "compile": c,
@@ -271,7 +274,7 @@ def paths_table(args) -> str:
         spec = dict(spec)
         stage = spec.pop("_stage", "plain")
         if source is not None and (spec.get("compile", "off") != "off" or spec.get("vector_env", "sync") != "sync"
-                                   or spec.get("plain")):
+                                   or spec.get("lstm_critic", "separate") != "separate" or spec.get("plain")):
             return None  # a baseline without the feature: nothing to compare
         return rates_in_subprocess(spec, source)[stage]
 
@@ -292,7 +295,8 @@ def paths_table(args) -> str:
             + (f" --baseline {args.baseline}" if args.baseline else "") + f"` ({machine}; 1 seed). Each row ran in its "
             f"own process, one after another. Rates cover the random warm-up steps too ({w}, or {pw} for the "
             f"velocity-masked and pixel rows, then {n} or {pn} learning steps); stage 2 rows switch at the end of the "
-            "warm-up. A compiled row's rate includes its compilation.")
+            "warm-up. A compiled row's rate includes its compilation"
+            + (" (on CPU only the MLP and transformer rows are compiled)." if args.device == "cpu" else "."))
     cols = "| configuration | env steps/s | RL updates/s | steps/s vs plain eager |"
     sep = "|---|---|---|---|"
     if args.baseline:

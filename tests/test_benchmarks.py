@@ -40,6 +40,18 @@ def test_speed_benchmark_smoke(algo, tmp_path, capsys):
     assert int(table[0]["replay_bytes"]) == 36 * int(table[0]["transitions"]) == 36 * 364
 
 
+def test_speed_paths_smoke(tmp_path, capsys):
+    """--paths: each row in its own process, the velocity-masked rows with both LSTM critics, async envs."""
+    load("speed").main(["--paths", "--env", "Pendulum-v1", "--steps", "32", "--warmup", "300", "--slow-steps", "8",
+                        "--slow-warmup", "300", "--pixel-env", "", "--num-envs", "2", "--compile", "off",
+                        "--results-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    for row in ("| plain single-file MLP TD3 |", "| --obs-mask velocities (LSTM, C = 10), stage 2 |",
+                "| --obs-mask velocities (LSTM, C = 10), --lstm-critic shared, stage 1 |",
+                "| --mode accelerator, --num-envs 2 --vector-env async |"):
+        assert row in out, out
+
+
 def test_switching_benchmark_smoke(tmp_path, capsys):
     extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
     load("switching").main(["--env", "Pendulum-v1", "--total-steps", "800", "--learning-starts", "200",
