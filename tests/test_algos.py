@@ -11,6 +11,7 @@ from torch import nn
 
 from accelerl.algos import SAC, TD3, Distiller, make_algo
 from accelerl.algos.base import polyak
+from accelerl.algos.steps import AdamStep
 from accelerl.config import build_config
 from accelerl.nets.encoders import LastObsEncoder, TransformerEncoder
 from accelerl.nets.heads import DeterministicActor, GaussianActor, TwinCritic
@@ -308,9 +309,9 @@ def test_the_actor_loss_trains_the_actor_and_not_the_critic(algo, lstm_critic):
     agent = _lstm_agent(algo, lstm_critic)
     assert agent.reuse_features == (lstm_critic == "shared") and agent.critic.shared == (lstm_critic == "shared")
     b = _lstm_batch()
-    _, feats = agent._critic_update(agent.optimize_eager, b)
+    _, feats = agent._critic_update(AdamStep.eager, b)
     critic_before, actor_before = params(agent.critic), params(agent.actor)
-    agent._actor_update(agent.optimize_eager, b, feats)
+    agent._actor_update(AdamStep.eager, b, feats)
     assert same(critic_before, params(agent.critic))
     assert not same(actor_before, params(agent.actor))
 

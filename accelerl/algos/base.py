@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -30,11 +31,6 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     """A target network: no gradients, always in eval mode (no dropout noise in targets)."""
     target = copy.deepcopy(module).requires_grad_(False)
     return target.eval()
-
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel (CPU and CUDA): one kernel for all parameters."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 @torch.no_grad()
@@ -84,24 +80,20 @@ class OffPolicy:
         return [self.critic_target]
 
     def _run(self, name: str, *args):
-        """Call step ``name`` eagerly, or its compiled graph (compiled on first use)."""
+        """Call step ``name`` (``fn(optimize, *args)``) eagerly, or its compiled graph (compiled on
+        first use, after any checkpoint was loaded)."""
         fn = getattr(self, name)
         if not self.compiled:
-            return fn(self.optimize_eager, *args)
+            return fn(AdamStep.eager, *args)
         if name not in self._steps:
-            for step in self._optim_steps():
-                step.prepare()
-            mark_static([p for m in self._target_modules() for p in m.parameters()])
-            self._steps[name] = compile_step(lambda *a, _fn=fn: _fn(self.optimize_functional, *a), self.device)
+            self._steps[name] = compile_step(functools.partial(fn, AdamStep.functional), self.device,
+                                             prepare=self._prepare_compiled)
         return self._steps[name](*args)
 
-    @staticmethod
-    def optimize_eager(step: AdamStep, loss_fn, *args):
-        return step.eager(loss_fn, *args)
-
-    @staticmethod
-    def optimize_functional(step: AdamStep, loss_fn, *args):
-        return step.functional(loss_fn, *args)
+    def _prepare_compiled(self) -> None:
+        for step in self._optim_steps():
+            step.prepare()
+        mark_static([p for m in self._target_modules() for p in m.parameters()])
 
     def _critic_loss(self, params, batch: Batch, target: torch.Tensor):
         (q1, q2), feats = self._call_critic(params, batch)

@@ -7,6 +7,8 @@ exploration rather than an untrained one.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -30,14 +32,17 @@ class Distiller:
         # --critic transformer: a transformer critic regressed onto the accelerator's critic.
         self.student_critic = student_critic
         self.critic_step = AdamStep.of(student_critic, lr) if student_critic is not None else None
-        self._update, self._update_critic = self._bc_update, self._critic_bc_update
-        if compiled:  # one graph each (see OffPolicy); the optimiser state must exist before tracing
-            device = next(student.parameters()).device
-            for step in (self.step, self.critic_step):
-                if step is not None:
-                    step.prepare()
-            self._update = compile_step(self._bc_update_functional, device)
-            self._update_critic = compile_step(self._critic_bc_update_functional, device)
+        # Eager, or one compiled graph each (see OffPolicy).
+        device = next(student.parameters()).device
+        self._update = self._runner(self._bc_update, self.step, compiled, device)
+        self._update_critic = (self._runner(self._critic_bc_update, self.critic_step, compiled, device)
+                               if self.critic_step is not None else None)
+
+    @staticmethod
+    def _runner(fn, step: AdamStep, compiled: bool, device: torch.device):
+        if not compiled:
+            return functools.partial(fn, AdamStep.eager)
+        return compile_step(functools.partial(fn, AdamStep.functional), device, prepare=step.prepare)
 
     @property
     def opt(self) -> torch.optim.Adam:
@@ -74,11 +79,8 @@ class Distiller:
             loss = loss - self.actor_ascent * q.mean() / q.abs().mean().detach().clamp_min(1e-6)
         return loss, ()
 
-    def _bc_update(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.step.eager(self._loss, window, mask, labels)[0]
-
-    def _bc_update_functional(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.step.functional(self._loss, window, mask, labels)[0]
+    def _bc_update(self, optimize, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return optimize(self.step, self._loss, window, mask, labels)[0]
 
     def update(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = self._update(window, mask, labels)
@@ -95,11 +97,8 @@ class Distiller:
         s1, s2 = call(self.student_critic, params, window, mask, actions)
         return (s1 - t1).pow(2).mean() + (s2 - t2).pow(2).mean(), ()
 
-    def _critic_bc_update(self, window, mask, actions) -> torch.Tensor:
-        return self.critic_step.eager(self._critic_loss, window, mask, actions)[0]
-
-    def _critic_bc_update_functional(self, window, mask, actions) -> torch.Tensor:
-        return self.critic_step.functional(self._critic_loss, window, mask, actions)[0]
+    def _critic_bc_update(self, optimize, window, mask, actions) -> torch.Tensor:
+        return optimize(self.critic_step, self._critic_loss, window, mask, actions)[0]
 
     def update_critic(self, window: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                       behaviour: torch.Tensor | None = None) -> torch.Tensor:

@@ -111,10 +111,11 @@ def resolve_compile(mode: str, device: torch.device) -> bool:
     return device.type == "cuda" if mode == "auto" else mode == "on"
 
 
-def compile_step(fn: Callable, device: torch.device) -> Callable:
+def compile_step(fn: Callable, device: torch.device, prepare: Callable[[], None] | None = None) -> Callable:
     """``fn`` as one graph (``fullgraph=True``: a graph break would be a hidden host sync), captured
-    as CUDA graphs on CUDA (``reduce-overhead``). The first call compiles; a configuration that
-    cannot be traced ends there as one ConfigError line instead of a long traceback."""
+    as CUDA graphs on CUDA (``reduce-overhead``). The first call runs ``prepare`` (create and mark
+    the state the graph updates in place: after any checkpoint was loaded) and compiles; a
+    configuration that cannot be traced ends there as one ConfigError line, not a long traceback."""
     mode = "reduce-overhead" if device.type == "cuda" else None
     torch._dynamo.config.allow_rnn = True  # nn.LSTM modules are traced (LSTMEncoder unrolls its recurrence)
     # Every agent (stage 1, stage 2, the distiller; several runs in one process in benchmarks and
@@ -128,12 +129,15 @@ def compile_step(fn: Callable, device: torch.device) -> Callable:
         nonlocal first
         if not first:
             return compiled(*args)
+        if prepare is not None:
+            prepare()
         try:
             out = compiled(*args)
         except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.TorchRuntimeError,
                 torch._dynamo.exc.BackendCompilerFailed) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"--compile on: {getattr(fn, '__name__', 'an update')} of this configuration cannot be "
+            name = getattr(getattr(fn, "func", fn), "__name__", "an update")  # a functools.partial's function
+            raise ConfigError(f"--compile on: {name} of this configuration cannot be "
                               f"compiled ({reason}); use --compile off") from None
         first = False
         return out
