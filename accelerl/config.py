@@ -307,10 +307,12 @@ class TrainConfig:
             raise ConfigError(f"--buffer-size ({self.buffer_size}) is smaller than --bc-batch-size ({self.bc_batch_size})")
         for name in ("buffer_size", "stage2_buffer_size"):
             per_env = getattr(self, name) // self.num_envs
-            if per_env < 2 * (self.context_len + 1):
+            if per_env < 2 * (self.window_len + 1):
+                window = (f"--frame-stack {self.frame_stack}" if self.window_len > self.context_len
+                          else f"--context {self.context_len}")
                 raise ConfigError(
                     f"--{_flag(name)} ({getattr(self, name)}) holds {per_env} steps per env, too few for windows of "
-                    f"--context {self.context_len}; use at least {2 * (self.context_len + 1) * self.num_envs}"
+                    f"{window}; use at least {2 * (self.window_len + 1) * self.num_envs}"
                 )
         if self.bc_actor_ascent < 0:
             raise ConfigError(f"--bc-actor-ascent must be >= 0, got {self.bc_actor_ascent}")
@@ -344,7 +346,8 @@ def _flag(name: str) -> str:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The reference code's MuJoCo settings (TD3 column of shared/REFERENCE.md).
+    # The authors' MuJoCo settings (their public scripts): TD3 with Adam 3e-4, batch 256, gamma 0.99,
+    # tau 0.005, 25k random warm-up steps, a 1M replay; a 1-layer transformer, d_model 256, C = 3 (10 masked).
     "paper": {},
     # A demonstration that shows both stages in a few minutes on 2 CPU cores; not for results.
     "quick": {
@@ -359,8 +362,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "buffer_size": 100_000,
         "stage2_buffer_size": 20_000,
     },
-    # The reference code's ManiSkill3 SAC settings (shared/REFERENCE.md); its runs use hundreds
-    # of GPU envs, here the env count is yours to choose (--num-envs).
+    # The authors' ManiSkill3 SAC settings (their public scripts); their runs use hundreds of GPU
+    # envs, here the env count is yours to choose (--num-envs).
     "maniskill": {
         "algo": "sac",
         "gamma": 0.8,

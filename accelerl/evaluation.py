@@ -68,8 +68,8 @@ def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], contex
         with torch.inference_mode():
             action = act(window, mask)
         obs, rew, term, trunc, info = env.step(action.cpu().numpy())
-        if frames is not None and active[0]:
-            frames.append(env.envs[0].render())
+        if frames is not None and active[0]:  # (a vector env made with render=True)
+            frames.append(env.envs[0].get_wrapper_attr("step_frame"))
         returns += rew * active
         lengths += active
         done = term | trunc

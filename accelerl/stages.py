@@ -174,17 +174,18 @@ class Trainer:
         --critic transformer the distilled one) and SAC's alpha carry over; optimisers restart; a
         fresh small buffer, warm-started with the last stage-1 transitions."""
         self._tick()
-        # Losses since the last evaluation belong to stage 1; without this they would be averaged
-        # into the first stage-2 row (a stale BC loss next to the transformer's TD losses).
-        self.learner.drain_losses(self.buffer, self.env_step)
+        # Losses since the last evaluation belong to stage 1: the switch row, which closes stage 1,
+        # carries them (averaged into the first stage-2 row they would be a stale BC loss next to
+        # the transformer's TD losses; dropped, a switch between evaluations would lose them).
+        losses = self.learner.drain_losses(self.buffer, self.env_step)
+        self.logger.log_eval({"env_step": self.env_step, "stage": "stage1", "policy": "accelerator",
+                              "event": f"switch: {reason}", "wall_time": round(self.wall_time, 2), **losses})
         self.pending_switch = None
         self.switch_step, self.switch_reason = self.env_step, reason
         self._enter_stage2()
         self.collector.warm_start(self._stage1_buffer, self.cfg.stage2_warmstart)
         self.learner.delay_updates(self.env_step, self.buffer.num_transitions)
         del self._stage1_buffer
-        self.logger.log_eval({"env_step": self.env_step, "stage": "stage2", "policy": "transformer",
-                              "event": f"switch: {reason}", "wall_time": round(self.wall_time, 2)})
         self.logger.message(f"switched to stage 2 at step {self.env_step}: {reason}")
 
     def _enter_stage2(self) -> None:

@@ -329,3 +329,99 @@ def test_a_checkpoint_with_two_lstm_critic_trunks_is_refused():
     other = {**same_twin, **{k: v + 1 for k, v in same_twin.items() if k.startswith("enc2.")}}
     with pytest.raises(CheckpointError, match="two encoders"):
         crit.load_state_dict(other)
+
+
+# ------------------------------------------------------------------------------------------------
+class _ConstActor(nn.Module):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, window, mask):
+        return torch.full((window.shape[0], ACT), self.value)
+
+
+class _ActionCritic(nn.Module):
+    """Q1 = 10 + sum(a), Q2 = Q1 + 1; records the actions it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, window, mask, action):
+        self.seen.append(action.detach().clone())
+        q1 = 10.0 + action.sum(-1)
+        return q1, q1 + 1.0
+
+
+def _td3_target(target_value: float, policy_noise: float, noise_clip: float, n: int = 256):
+    """(TD target, next actions the target critic saw, batch) for a target actor that outputs
+    ``target_value`` everywhere; the online actor outputs something else."""
+    torch.manual_seed(0)
+    algo = TD3(DeterministicActor(LastObsEncoder(OBS), ACT, 16, 1), critic(),
+               cfg(policy_noise=policy_noise, noise_clip=noise_clip))
+    algo.actor_target, algo.critic_target = _ConstActor(target_value), _ActionCritic()
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(n, C, dtype=torch.bool)
+    b = Batch(obs=torch.randn(n, C, OBS, generator=g), mask=mask, act=torch.zeros(n, ACT), rew=torch.randn(n, generator=g),
+              term=(torch.rand(n, generator=g) < 0.3).float(), next_obs=torch.randn(n, C, OBS, generator=g),
+              next_mask=mask)
+    target = algo.td_target(b)
+    return target, algo.critic_target.seen[0], b, algo
+
+
+def test_td3_target_action_comes_from_the_target_actor_with_clipped_noise():
+    """Kills: the next action taken from the online actor, no smoothing noise, no noise clip, no
+    clamp to the action bounds (the target critic's value depends on the action)."""
+    target, next_act, b, algo = _td3_target(0.3, policy_noise=0.0, noise_clip=0.5)
+    assert torch.equal(next_act, torch.full_like(next_act, 0.3)), "the target actor's action, noise 0"
+    online = algo.actor(b.next_obs, b.next_mask).detach()
+    assert not torch.allclose(online, next_act)
+    expected = b.rew + 0.9 * (1.0 - b.term) * (10.0 + next_act.sum(-1))  # min(Q1, Q2) = Q1
+    assert torch.allclose(target, expected, atol=1e-5)
+
+    # moderate noise: present, unbiased, of the configured scale (clip far away)
+    _, noisy, _, _ = _td3_target(0.0, policy_noise=0.2, noise_clip=0.9)
+    assert 0.17 < float(noisy.std()) < 0.23 and abs(float(noisy.mean())) < 0.03
+
+    # huge noise: clipped to +-noise_clip around the target action, so the clip shows
+    _, clipped, _, _ = _td3_target(0.3, policy_noise=100.0, noise_clip=0.5)
+    offsets = (clipped - 0.3).abs()
+    assert float(offsets.max()) <= 0.5 + 1e-6 and float((offsets > 0.5 - 1e-6).float().mean()) > 0.95
+
+    # near the bound: target action + clipped noise is clamped into [-1, 1]
+    _, bounded, _, _ = _td3_target(0.9, policy_noise=100.0, noise_clip=0.5)
+    assert float(bounded.max()) == pytest.approx(1.0) and float(bounded.min()) == pytest.approx(0.4)
+
+
+class _SumQCritic(nn.Module):
+    """Q1 = Q2 = sum(a) through the interface the actor loss uses (a weight so optimisers have one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, window, mask, action, with_features=False):
+        q = action.sum(-1) + 0.0 * self.w
+        return ((q, q), (None, None)) if with_features else (q, q)
+
+    def action_value(self, window, mask, action, both=True):
+        q = action.sum(-1) + 0.0 * self.w
+        return (q, q) if both else q
+
+
+@pytest.mark.parametrize("algo_name", ["td3", "sac"])
+def test_the_actor_step_climbs_q(algo_name):
+    """Against Q = sum(a), actor steps must raise the (deterministic) action; a sign flip of Q in
+    the actor loss, or a loss on the wrong Q, lowers it."""
+    torch.manual_seed(0)
+    actor_cls = GaussianActor if algo_name == "sac" else DeterministicActor
+    actor = actor_cls(LastObsEncoder(OBS), ACT, 16, 1)
+    algo = make_algo(algo_name, actor, _SumQCritic(), cfg(algo=algo_name, init_alpha=0.01, actor_lr=1e-2),
+                     act_dim=ACT)
+    b = batch(seed=2)
+    before = actor.act(b.obs, b.mask).detach()
+    for _ in range(20):
+        algo._actor_update(AdamStep.eager, b, None)
+    after = actor.act(b.obs, b.mask).detach()
+    assert bool((after > before).all()) and float((after - before).mean()) > 0.1, (before, after)

@@ -139,6 +139,19 @@ def test_context_longer_than_the_buffer_is_rejected(tmp_path):
     assert_one_error_line(rc, err, "context")
 
 
+def test_a_buffer_too_small_for_the_cnn_frame_stack_is_rejected():
+    """CNN runs gather max(--context, --frame-stack) rows per window: a buffer that fits the
+    context but not the frame stack must be refused up front, not fail mid-run."""
+    from accelerl.config import build_config
+    from accelerl.errors import ConfigError
+
+    small = {"env": "Hopper-v5", "pixels": "rgb", "accelerator": "cnn", "context": 2, "batch_size": 8,
+             "bc_batch_size": 8, "buffer_size": 16, "stage2_buffer_size": 16}
+    build_config({**small, "frame_stack": 2})  # 16 rows fit windows of 2
+    with pytest.raises(ConfigError, match="--frame-stack 8; use at least 18"):
+        build_config({**small, "frame_stack": 8})
+
+
 def test_bc_before_any_complete_transition_does_not_crash(tmp_path):
     rc, _, err = run_cli(["train", "--env", "Pendulum-v1", "--total-steps", "40", "--learning-starts", "0",
                           "--bc-every", "1", "--bc-updates", "1", "--eval-every", "40", "--eval-episodes", "1",

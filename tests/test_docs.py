@@ -45,3 +45,41 @@ def test_eval_video_writes_a_gif(tmp_path):
     assert rc == 0, err
     gif = run_dir / "eval.gif"
     assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a") and '"video"' in out
+
+
+def test_the_video_ends_on_the_terminal_frame():
+    """With same-step autoreset, rendering after the vector step would show the next episode's
+    first state; the last frame must be the state the episode ended in."""
+    import numpy as np
+    import torch
+
+    from accelerl.envs import make_single_env, make_vector_env, probe_env
+    from accelerl.envs.pixels import choose_gl_backend
+    from accelerl.errors import ConfigError
+    from accelerl.evaluation import run_episodes, uniform_random
+
+    try:
+        choose_gl_backend()
+    except ConfigError:
+        pytest.skip("no off-screen OpenGL on this machine")
+    spec = probe_env("Hopper-v5", None)
+    actions: list[np.ndarray] = []
+    random_act = uniform_random(spec.act_dim, torch.Generator().manual_seed(0), torch.device("cpu"))
+
+    def act(window, mask):
+        actions.append(random_act(window, mask).numpy())
+        return torch.as_tensor(actions[-1])
+
+    frames: list = []
+    env = make_vector_env(spec, 1, render=True)
+    result = run_episodes(env, act, [7], 1, torch.device("cpu"), frames=frames)
+    env.close()
+    assert len(frames) == len(actions) == int(result.lengths[0]) < 1000  # Hopper falls under random actions
+    replica = make_single_env(spec, render_mode="rgb_array")
+    replica.reset(seed=7)
+    for a in actions:
+        replica.step(a[0])
+    np.testing.assert_array_equal(frames[-1], replica.render())
+    replica.reset()
+    assert not np.array_equal(frames[-1], replica.render())
+    replica.close()

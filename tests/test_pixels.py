@@ -180,3 +180,33 @@ def test_pixel_scratch_sac_rgb_only_runs(tmp_path):
               "--algo", "sac", "--total-steps", "200", "--learning-starts", "100", "--eval-every", "200",
               "--eval-episodes", "1", "--augment", "none", *TINY, "--run-dir", run_dir])
     assert np.isfinite(read_summary(run_dir)["final_return"]["transformer"])
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_the_cnn_actor_loss_reads_one_augmented_view(algo, monkeypatch):
+    """DrQ: the actor's action and the Q it is scored by come from one random shift of the
+    observation (two shifts would score an action against features of another image)."""
+    import accelerl.nets.encoders as encoders
+
+    torch.manual_seed(0)
+    cfg = pixel_cfg(frame_stack=2, algo=algo)
+    critic = build_critic(cfg, SPEC)
+    agent = make_algo(algo, build_accelerator_actor(cfg, SPEC, critic), critic, cfg, act_dim=ACT)
+    assert agent.actor_reads_critic
+    obs = pixel_obs(8).view(4, 2, -1)
+    mask = torch.ones(4, 2, dtype=torch.bool)
+    batch = Batch(obs=obs, mask=mask, act=torch.rand(4, ACT) * 2 - 1, rew=torch.ones(4), term=torch.zeros(4),
+                  next_obs=obs.roll(1, 0), next_mask=mask)
+    shifts = []
+    original = encoders.random_shift
+    monkeypatch.setattr(encoders, "random_shift", lambda *a, **k: shifts.append(out := original(*a, **k)) or out)
+    loss, _ = agent._actor_loss(None, batch, None)
+    assert len(shifts) == 1, "one augmented view per actor loss"
+    # the same loss, written out on that one view
+    monkeypatch.setattr(encoders, "random_shift", lambda *a, **k: shifts[0])
+    view = critic.enc1(obs, mask)
+    if algo == "td3":
+        expected = -critic.heads((view, view), agent.actor(obs, mask, features=view), both=False).mean()
+        assert torch.allclose(loss, expected, atol=1e-6)
+    else:
+        assert torch.isfinite(loss)

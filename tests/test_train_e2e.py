@@ -123,6 +123,9 @@ def test_train_writes_a_complete_run_directory(name, runs):
         assert policies == {"random", "accelerator", "transformer"}
         assert len(switches) == 1 and int(switches[0]["env_step"]) == 300 == summary["switch_step"]
         assert summary["switch_reason"] and summary["switch_reason"] in switches[0]["event"]
+        # the switch (at 300, between evaluations) closes stage 1 with the losses since step 200
+        assert switches[0]["stage"] == "stage1" and not switches[0]["return_mean"]
+        assert switches[0]["critic_loss"] and switches[0]["bc_loss"], "stage 1's last losses are logged"
         stage1 = [r for r in evals if r["stage"] == "stage1"]
         stage2 = [r for r in evals if r["stage"] == "stage2"]
         assert all(int(r["env_step"]) <= 300 for r in stage1) and all(int(r["env_step"]) > 300 for r in stage2)

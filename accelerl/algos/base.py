@@ -58,6 +58,9 @@ class OffPolicy:
         self.device = next(critic.parameters()).device
         self.compiled = resolve_compile(getattr(cfg, "compile", "off"), self.device)
         self.reuse_features = getattr(cfg, "lstm_critic", "separate") == "shared"
+        # A CNN actor reads its critic's encoder (DetachedEncoder): its loss encodes the windows once.
+        inner = getattr(getattr(actor, "encoder", None), "inner", None)
+        self.actor_reads_critic = inner is not None and inner is getattr(critic, "enc1", None)
         self.reset_optimizers()
         self._steps: dict[str, object] = {}
 
@@ -100,9 +103,20 @@ class OffPolicy:
         loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
         return loss, tuple(f.detach() for f in feats)
 
+    def _actor_inputs(self, batch: Batch, feats):
+        """(encoder features the actor acts on, or None: it encodes the windows itself; critic
+        features its Q reads, or None: ``action_value`` encodes them). A CNN actor and its Q read
+        one augmented view (DrQ), encoded once; with --lstm-critic shared, Q reads the critic
+        step's features."""
+        if self.actor_reads_critic:
+            with torch.no_grad():
+                view = self.critic.enc1(batch.obs, batch.mask)
+            return view, (view, view)
+        return None, feats if self.reuse_features else None
+
     def _actor_q(self, batch: Batch, feats, action: torch.Tensor, both: bool):
         """Q of the actor's action, with gradients for the action only (see the class docstring)."""
-        if self.reuse_features:
+        if feats is not None:
             return self.critic.heads(feats, action, both)
         return self.critic.action_value(batch.obs, batch.mask, action, both)
 

@@ -55,8 +55,9 @@ class SAC(OffPolicy):
         return optimize(self.critic_step, self._critic_loss, batch, self.td_target(batch))
 
     def _actor_loss(self, params, batch: Batch, feats):
-        action, logp = call(self.actor, params, batch.obs, batch.mask, sample=True)
-        q1, q2 = self._actor_q(batch, feats, action, both=True)
+        actor_feats, q_feats = self._actor_inputs(batch, feats)
+        action, logp = call(self.actor, params, batch.obs, batch.mask, sample=True, features=actor_feats)
+        q1, q2 = self._actor_q(batch, q_feats, action, both=True)
         return (self.alpha * logp - torch.minimum(q1, q2)).mean(), logp.detach()
 
     def _alpha_loss(self, params, logp: torch.Tensor):

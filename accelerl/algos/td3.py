@@ -39,7 +39,9 @@ class TD3(OffPolicy):
         return optimize(self.critic_step, self._critic_loss, batch, self.td_target(batch))
 
     def _actor_loss(self, params, batch: Batch, feats):
-        return -self._actor_q(batch, feats, call(self.actor, params, batch.obs, batch.mask), both=False).mean(), ()
+        actor_feats, q_feats = self._actor_inputs(batch, feats)
+        action = call(self.actor, params, batch.obs, batch.mask, features=actor_feats)
+        return -self._actor_q(batch, q_feats, action, both=False).mean(), ()
 
     def _actor_update(self, optimize, batch: Batch, feats):
         actor_loss, _ = optimize(self.actor_step, self._actor_loss, batch, feats)

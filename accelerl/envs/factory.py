@@ -160,12 +160,26 @@ def make_single_env(spec: EnvSpec, rescale_actions: bool = True, render_mode: st
     return env
 
 
+class StepFrame(gym.Wrapper):
+    """Renders right after each step, into ``step_frame``: in a vector env that resets an ended
+    episode within the same step, rendering afterwards would show the next episode's first
+    state instead of the terminal one (the last frame of an ``eval --video`` GIF)."""
+
+    step_frame: np.ndarray | None = None
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.step_frame = self.env.render()
+        return out
+
+
 def _vector_member(spec: EnvSpec, render_mode: str | None, gl: tuple[tuple[str, str], ...]) -> gym.Env:
     """One env of a vector env. Module-level (with picklable arguments) so that async workers can
     build it; the Snapshottable layer lets ``get_env_state`` reach it in whichever process it lives."""
     for key, value in gl:
         os.environ[key] = value
-    return Snapshottable(make_single_env(spec, render_mode=render_mode))
+    env = make_single_env(spec, render_mode=render_mode)
+    return Snapshottable(StepFrame(env) if render_mode else env)
 
 
 def async_start_method() -> str:
@@ -184,6 +198,7 @@ def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False, kind: st
     if kind == "async" and is_maniskill(spec.env_id):
         raise ConfigError("--vector-env async is for gymnasium/MuJoCo tasks; ManiSkill batches its own envs")
     gl = tuple((key, os.environ[key]) for key in _GL_VARS if os.environ.get(key))
+    # render: each env keeps the frame of its last step (StepFrame) for videos
     fns = [functools.partial(_vector_member, spec, "rgb_array" if render else None, gl) for _ in range(num_envs)]
     if kind == "async":
         return gym.vector.AsyncVectorEnv(fns, context=async_start_method(),

@@ -20,8 +20,10 @@ class DeterministicActor(nn.Module):
         self.encoder = encoder
         self.head = mlp(encoder.out_dim, hidden, layers, act_dim)
 
-    def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.head(self.encoder(window, mask)))
+    def forward(self, window: torch.Tensor, mask: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """``features``: the encoder's output for ``window``, when the caller has it already (a
+        CNN actor reads its critic's encoder: its loss encodes one augmented view for both)."""
+        return torch.tanh(self.head(self.encoder(window, mask) if features is None else features))
 
     def act(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self(window, mask)
@@ -35,10 +37,12 @@ class GaussianActor(nn.Module):
         self.encoder = encoder
         self.head = mlp(encoder.out_dim, hidden, layers, 2 * act_dim)
 
-    def forward(self, window: torch.Tensor, mask: torch.Tensor, sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, window: torch.Tensor, mask: torch.Tensor, sample: bool = False,
+                features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log_std); with ``sample``, a reparameterised squashed sample and its log-probability
-        (a flag of forward, so a functional call with substituted parameters can draw samples)."""
-        mean, log_std = self.head(self.encoder(window, mask)).chunk(2, dim=-1)
+        (a flag of forward, so a functional call with substituted parameters can draw samples).
+        ``features`` as for ``DeterministicActor``."""
+        mean, log_std = self.head(self.encoder(window, mask) if features is None else features).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         if not sample:
             return mean, log_std
