@@ -22,6 +22,15 @@ import torch
 torch.set_num_threads(1)
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most 4 (every worker starts training subprocesses;
+    more would only share the cores and memory of a big machine among tiny runs)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
 # Tiny networks and buffers for end-to-end runs (seconds, not minutes).
 TINY = [
     "--d-model", "32", "--d-ff", "64", "--hidden-size", "32", "--n-heads", "2",

@@ -54,14 +54,14 @@ def test_speed_paths_smoke(tmp_path, capsys):
 
 def test_switching_benchmark_smoke(tmp_path, capsys):
     extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
-    load("switching").main(["--env", "Pendulum-v1", "--total-steps", "800", "--learning-starts", "200",
-                            "--eval-every", "200", "--eval-episodes", "1", "--out", str(tmp_path / "runs"),
-                            "--results-dir", str(tmp_path), "--extra", f"{extra} --bc-every 100"])
+    load("switching").main(["--env", "Pendulum-v1", "--total-steps", "400", "--learning-starts", "100",
+                            "--eval-every", "100", "--eval-episodes", "1", "--out", str(tmp_path / "runs"),
+                            "--results-dir", str(tmp_path), "--extra", f"{extra} --bc-every 50 --bc-updates 2"])
     table = rows(tmp_path / "switching-Pendulum-v1.csv")
-    assert {r["config"] for r in table} >= {"auto switch, replay BC", "fixed switch at 400, replay BC",
+    assert {r["config"] for r in table} >= {"auto switch, replay BC", "fixed switch at 200, replay BC",
                                             "auto switch, rollouts BC", "auto switch, dagger BC"}
     rollouts = next(r for r in table if r["config"] == "auto switch, rollouts BC")
-    assert int(rollouts["env_steps"]) > 800  # teacher rollout steps are counted
+    assert int(rollouts["env_steps"]) > 400  # teacher rollout steps are counted
     assert "| configuration |" in capsys.readouterr().out
 
 
