@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
@@ -141,7 +142,7 @@ def test_td3_actor_and_targets_update_every_policy_delay_critic_updates():
         out = algo.update(b)
         assert not same(params(algo.critic), critic0), "the critic learns at every update"
         delayed = i % 3 == 0
-        assert ("actor_loss" in out) == delayed
+        assert set(out) == {"critic_loss", *(["actor_loss"] if delayed else [])}  # the names metrics.csv logs
         assert same(params(algo.actor), actor0) != delayed, f"update {i}"
         assert same(params(algo.actor_target), atarget0) != delayed
         assert same(params(algo.critic_target), ctarget0) != delayed
@@ -403,7 +404,7 @@ class _SumQCritic(nn.Module):
 
     def forward(self, window, mask, action, with_features=False):
         q = action.sum(-1) + 0.0 * self.w
-        return ((q, q), (None, None)) if with_features else (q, q)
+        return ((q, q), (q[:, None], q[:, None])) if with_features else (q, q)
 
     def action_value(self, window, mask, action, both=True):
         q = action.sum(-1) + 0.0 * self.w
@@ -425,3 +426,149 @@ def test_the_actor_step_climbs_q(algo_name):
         algo._actor_update(AdamStep.eager, b, None)
     after = actor.act(b.obs, b.mask).detach()
     assert bool((after > before).all()) and float((after - before).mean()) > 0.1, (before, after)
+
+
+def test_td3_exploration_stays_inside_the_action_bounds():
+    """Noisy actions are clamped to [-1, 1] (the envs' rescaled bounds): the replay never holds an
+    action the env did not take."""
+    torch.manual_seed(0)
+    algo = TD3(DeterministicActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg(exploration_noise=10.0))
+    b = batch()
+    actions = torch.cat([algo.explore(b.obs, b.mask) for _ in range(50)])
+    assert float(actions.min()) == -1.0 and float(actions.max()) == 1.0
+
+
+@pytest.mark.parametrize("algo,lstm_critic,encodes", [("td3", "shared", 1), ("td3", "separate", 3),
+                                                      ("sac", "shared", 1), ("sac", "separate", 4)])
+def test_the_critic_encoder_runs_once_per_update_with_a_shared_lstm_trunk(algo, lstm_critic, encodes):
+    """--lstm-critic shared: the actor loss reads Q through the critic step's features (one pass
+    of the online critic's trunk per update); separate: each Q head encodes, then again for the
+    actor loss (TD3 reads Q1, SAC both)."""
+    agent = _lstm_agent(algo, lstm_critic)
+    calls = []
+    for enc in {id(agent.critic.enc1): agent.critic.enc1, id(agent.critic.enc2): agent.critic.enc2}.values():
+        enc.register_forward_hook(lambda *_: calls.append(1))
+    out = agent.update(_lstm_batch())  # policy_delay 1: critic and actor step
+    assert "actor_loss" in out and len(calls) == encodes
+
+
+def test_sac_losses_are_the_formulas():
+    """The actor loss is mean(alpha * log pi(a|W) - min(Q1, Q2)) on a reparameterised sample, the
+    temperature loss -mean(log_alpha * (log pi + target entropy)); update() reports both losses
+    and the alpha it used, and counts its updates."""
+    torch.manual_seed(0)
+    actor = GaussianActor(LastObsEncoder(OBS), ACT, 16, 1)
+    algo = SAC(actor, _SumQCritic(), cfg(algo="sac", init_alpha=0.3), act_dim=ACT)
+    b = batch(seed=4)
+    torch.manual_seed(5)
+    loss, logp = algo._actor_loss(None, b, None)
+    torch.manual_seed(5)
+    action, expected_logp = actor(b.obs, b.mask, sample=True)
+    assert torch.allclose(loss, (0.3 * expected_logp - action.sum(-1)).mean(), atol=1e-6)
+    assert torch.allclose(logp, expected_logp.detach()) and not logp.requires_grad
+    alpha_loss, _ = algo._alpha_loss(None, logp)
+    assert torch.allclose(alpha_loss, -(math.log(0.3) * (logp - ACT)).mean(), atol=1e-6)
+    for i in range(1, 4):
+        alpha = float(algo.alpha)
+        out = algo.update(b)
+        assert set(out) == {"critic_loss", "actor_loss", "alpha"} and float(out["alpha"]) == pytest.approx(alpha)
+        assert algo.updates == i
+
+
+def test_a_loaded_td3_agent_keeps_its_update_count_and_policy_delay():
+    torch.manual_seed(0)
+    make = lambda: TD3(DeterministicActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg(policy_delay=2))  # noqa: E731
+    algo, b = make(), batch()
+    for _ in range(3):
+        algo.update(b)
+    loaded = make()
+    loaded.load_state_dict(algo.state_dict())
+    assert loaded.updates == 3
+    assert "actor_loss" in loaded.update(b)  # the 4th update is a delayed actor step, as it would have been
+
+
+def test_the_critic_loss_is_both_heads_squared_errors():
+    torch.manual_seed(0)
+    algo = TD3(DeterministicActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg())
+    b, target = batch(), torch.tensor([1.0, -2.0, 0.5, 3.0])
+    loss, feats = algo._critic_loss(None, b, target)
+    q1, q2 = algo.critic(b.obs, b.mask, b.act)
+    assert torch.allclose(loss, ((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean(), atol=1e-6)
+    assert all(not f.requires_grad for f in feats)
+
+
+@pytest.mark.parametrize("algo_name", ["td3", "sac"])
+def test_compile_on_routes_every_step_through_the_functional_path(algo_name, monkeypatch):
+    """--compile on hands each step, with its parameters substituted (AdamStep.functional), to
+    compile_step (here a stand-in that only runs it, so this stays fast; tests/test_compile.py
+    compiles for real) after preparing the optimiser state; the result equals the eager agent's.
+    --compile off never reaches compile_step."""
+    import accelerl.algos.base as base
+
+    compiled_calls = []
+
+    def fake_compile_step(fn, device, prepare=None):
+        compiled_calls.append((getattr(fn, "func", fn).__name__, device, prepare))
+
+        def run(*args):
+            if prepare is not None and not getattr(run, "prepared", False):
+                prepare()
+                run.prepared = True
+            return fn(*args)
+
+        return run
+
+    monkeypatch.setattr(base, "compile_step", fake_compile_step)
+    actor_cls = GaussianActor if algo_name == "sac" else DeterministicActor
+
+    def agent(mode: str):
+        torch.manual_seed(0)
+        config = cfg(algo=algo_name, compile=mode, policy_delay=1, policy_noise=0.0)
+        return make_algo(algo_name, actor_cls(LastObsEncoder(OBS), ACT, 16, 1), critic(), config, act_dim=ACT)
+
+    eager, functional = agent("off"), agent("on")
+    assert not eager.compiled and functional.compiled
+    for _ in range(3):
+        torch.manual_seed(1)
+        eager.update(batch())
+        torch.manual_seed(1)
+        functional.update(batch())
+    assert {name for name, _, _ in compiled_calls} == {"_critic_update", "_actor_update"}
+    assert all(device == functional.device and prepare == functional._prepare_compiled
+               for _, device, prepare in compiled_calls)
+    assert not eager._steps
+    for module in ("actor", "critic", "critic_target"):
+        for p, q in zip(getattr(eager, module).parameters(), getattr(functional, module).parameters(), strict=True):
+            assert torch.allclose(p, q, atol=1e-5), module
+
+
+def test_a_sac_checkpoint_resumes_the_same_updates():
+    """state_dict/load_state_dict carry everything an update reads: networks, targets, all three
+    optimisers, log_alpha and the count; the loaded agent's next updates equal the original's."""
+    def make():
+        return SAC(GaussianActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), cfg(algo="sac", alpha_lr=0.01),
+                   act_dim=ACT)
+
+    torch.manual_seed(0)
+    algo, b = make(), batch()
+    for _ in range(2):
+        algo.update(b)
+    torch.manual_seed(9)  # other initial weights
+    loaded = make()
+    loaded.load_state_dict(copy.deepcopy(algo.state_dict()))  # (a checkpoint file holds copies)
+    assert loaded.updates == 2 and float(loaded.alpha) == pytest.approx(float(algo.alpha))
+    for agent in (algo, loaded):
+        torch.manual_seed(3)
+        for _ in range(2):
+            agent.update(b)
+    assert float(loaded.alpha) == pytest.approx(float(algo.alpha), abs=1e-7)
+    for module in ("actor", "critic", "critic_target"):
+        assert same(params(getattr(algo, module)), params(getattr(loaded, module))), module
+
+
+def test_compile_auto_means_on_cuda_only():
+    from accelerl.algos.steps import resolve_compile
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # (a device object needs no GPU)
+    assert [resolve_compile(m, cpu) for m in ("auto", "on", "off")] == [False, True, False]
+    assert [resolve_compile(m, cuda) for m in ("auto", "on", "off")] == [True, True, False]

@@ -40,6 +40,26 @@ def test_distillation_pulls_the_transformer_critic_onto_the_accelerator_critic()
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, teacher_critic.parameters(), strict=True))
 
 
+def test_the_actor_loss_reads_the_transformer_critic_with_the_windows_mask():
+    """Windows at an episode's start are padded: the Q the actor climbs must be the critic's Q on
+    the same masked windows (a mask dropped would let padding attend)."""
+    from accelerl.algos import make_algo
+
+    torch.manual_seed(0)
+    cfg = build_config({"env": "Pendulum-v1", "critic": "transformer", "mode": "scratch", "hidden_size": 32,
+                        "d_model": 32, "d_ff": 64, "dropout": 0.0})
+    critic = build_transformer_critic(cfg, SPEC)
+    agent = make_algo("td3", build_transformer_actor(cfg, SPEC), critic, cfg, act_dim=2)
+    g = torch.Generator().manual_seed(2)
+    window = torch.randn(6, 3, 5, generator=g)
+    mask = torch.tensor([[False, False, True], [False, True, True], [True, True, True]] * 2)
+    batch = type("B", (), {"obs": window, "mask": mask})()
+    action = torch.rand(6, 2, generator=g) * 2 - 1
+    q1, q2 = agent._actor_q(batch, None, action, both=True)
+    e1, e2 = critic(window, mask, action)
+    assert torch.allclose(q1, e1, atol=1e-6) and torch.allclose(q2, e2, atol=1e-6)
+
+
 RUN = ["--env", "Pendulum-v1", "--critic", "transformer", "--total-steps", "600", "--learning-starts", "200",
        "--stage1-steps", "300", "--eval-every", "150", "--eval-episodes", "1", "--checkpoint-every", "150",
        "--bc-every", "100", "--bc-updates", "5", *TINY]

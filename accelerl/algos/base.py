@@ -56,8 +56,8 @@ class OffPolicy:
         self.critic_target = critic_target if critic_target is not None else frozen_copy(critic)
         self.updates = 0
         self.device = next(critic.parameters()).device
-        self.compiled = resolve_compile(getattr(cfg, "compile", "off"), self.device)
-        self.reuse_features = getattr(cfg, "lstm_critic", "separate") == "shared"
+        self.compiled = resolve_compile(cfg.compile, self.device)
+        self.reuse_features = cfg.lstm_critic == "shared"
         # A CNN actor reads its critic's encoder (DetachedEncoder): its loss encodes the windows once.
         inner = getattr(getattr(actor, "encoder", None), "inner", None)
         self.actor_reads_critic = inner is not None and inner is getattr(critic, "enc1", None)

@@ -14,13 +14,13 @@ from accelerl.replay import Batch
 
 class SAC(OffPolicy):
     def __init__(self, actor: nn.Module, critic: nn.Module, cfg, critic_target: nn.Module | None = None,
-                 log_alpha: torch.Tensor | None = None, act_dim: int | None = None) -> None:
+                 log_alpha: torch.Tensor | None = None, *, act_dim: int) -> None:
         device = next(actor.parameters()).device
         if log_alpha is None:
             log_alpha = torch.tensor(math.log(cfg.init_alpha), device=device)
         # Carried over into stage 2 (the reference code reset alpha to 1 there).
         self.log_alpha = log_alpha.detach().clone().requires_grad_(True)
-        self.target_entropy = -float(act_dim if act_dim is not None else 1)
+        self.target_entropy = -float(act_dim)  # the usual heuristic: -|A|
         super().__init__(actor, critic, cfg, critic_target)
 
     def reset_optimizers(self) -> None:
