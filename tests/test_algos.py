@@ -540,6 +540,9 @@ def test_compile_on_routes_every_step_through_the_functional_path(algo_name, mon
     for module in ("actor", "critic", "critic_target"):
         for p, q in zip(getattr(eager, module).parameters(), getattr(functional, module).parameters(), strict=True):
             assert torch.allclose(p, q, atol=1e-5), module
+    if algo_name == "sac":  # the temperature's step, too
+        assert float(functional.alpha) != pytest.approx(0.5, abs=1e-6)
+        assert float(functional.alpha) == pytest.approx(float(eager.alpha), abs=1e-6)
 
 
 def test_a_sac_checkpoint_resumes_the_same_updates():
@@ -572,3 +575,9 @@ def test_compile_auto_means_on_cuda_only():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")  # (a device object needs no GPU)
     assert [resolve_compile(m, cpu) for m in ("auto", "on", "off")] == [False, True, False]
     assert [resolve_compile(m, cuda) for m in ("auto", "on", "off")] == [True, True, False]
+
+
+def test_each_optimiser_uses_its_configured_learning_rate():
+    config = cfg(algo="sac", actor_lr=1e-4, critic_lr=2e-4, alpha_lr=5e-4)
+    algo = SAC(GaussianActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), config, act_dim=ACT)
+    assert [o.param_groups[0]["lr"] for o in (algo.actor_opt, algo.critic_opt, algo.alpha_opt)] == [1e-4, 2e-4, 5e-4]

@@ -12,6 +12,7 @@ from accelerl.algos import Distiller
 from accelerl.config import build_config
 from accelerl.envs import EnvSpec
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor, build_transformer_critic
+from accelerl.replay import Batch
 
 SPEC = EnvSpec("test", 5, 2, None, None)
 
@@ -53,11 +54,15 @@ def test_the_actor_loss_reads_the_transformer_critic_with_the_windows_mask():
     g = torch.Generator().manual_seed(2)
     window = torch.randn(6, 3, 5, generator=g)
     mask = torch.tensor([[False, False, True], [False, True, True], [True, True, True]] * 2)
-    batch = type("B", (), {"obs": window, "mask": mask})()
     action = torch.rand(6, 2, generator=g) * 2 - 1
+    batch = Batch(obs=window, mask=mask, act=action, rew=torch.zeros(6), term=torch.zeros(6), next_obs=window,
+                  next_mask=mask)
     q1, q2 = agent._actor_q(batch, None, action, both=True)
     e1, e2 = critic(window, mask, action)
     assert torch.allclose(q1, e1, atol=1e-6) and torch.allclose(q2, e2, atol=1e-6)
+    target = torch.ones(6)  # and the critic's own loss reads the same masked windows
+    loss, _ = agent._critic_loss(None, batch, target)
+    assert torch.allclose(loss, ((e1 - target) ** 2).mean() + ((e2 - target) ** 2).mean(), atol=1e-6)
 
 
 RUN = ["--env", "Pendulum-v1", "--critic", "transformer", "--total-steps", "600", "--learning-starts", "200",
