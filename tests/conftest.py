@@ -23,7 +23,6 @@ torch.set_num_threads(1)
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: one worker per core, at most 4 (every worker starts training subprocesses;
     more would only share the cores and memory of a big machine among tiny runs)."""
@@ -37,6 +36,18 @@ TINY = [
     "--batch-size", "32", "--bc-batch-size", "32", "--buffer-size", "2000", "--stage2-buffer-size", "500",
     "--device", "cpu",
 ]
+
+
+
+def tiny_config(run_dir, **overrides):
+    """An in-process TrainConfig with TINY's sizes: Pendulum, 1000 steps, a switch at 500."""
+    from accelerl.config import build_config
+
+    flags = dict(zip((f[2:].replace("-", "_") for f in TINY[::2]), TINY[1::2], strict=True))
+    values = {k: (v if k == "device" else int(v)) for k, v in flags.items()}
+    return build_config({**values, "env": "Pendulum-v1", "total_steps": 1000, "learning_starts": 100,
+                         "stage1_steps": "500", "run_dir": str(run_dir), **overrides})
+
 
 # A short two-stage Pendulum run: random until 200, switch at 300, 600 steps in all.
 PENDULUM_SHORT = [

@@ -217,14 +217,19 @@ def test_bc_loss_decreases_on_a_fixed_batch(gaussian):
 
 
 class _SumCritic(nn.Module):
-    """Q(W, a) = sum(a): ascent on it pushes every action component up."""
+    """Q1 = Q2 = sum(a), through the interface the actor and BC losses use: ascent on it pushes
+    every action component up (a weight, so that an optimiser has a parameter)."""
 
-    def forward(self, window, mask, action):
-        q = action.sum(-1)
-        return q, q
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, window, mask, action, with_features=False):
+        q = action.sum(-1) + 0.0 * self.w
+        return ((q, q), (q[:, None], q[:, None])) if with_features else (q, q)
 
     def action_value(self, window, mask, action, both=True):
-        q = action.sum(-1)
+        q = action.sum(-1) + 0.0 * self.w
         return (q, q) if both else q
 
 
@@ -395,22 +400,6 @@ def test_td3_target_action_comes_from_the_target_actor_with_clipped_noise():
     assert float(bounded.max()) == pytest.approx(1.0) and float(bounded.min()) == pytest.approx(0.4)
 
 
-class _SumQCritic(nn.Module):
-    """Q1 = Q2 = sum(a) through the interface the actor loss uses (a weight so optimisers have one)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
-
-    def forward(self, window, mask, action, with_features=False):
-        q = action.sum(-1) + 0.0 * self.w
-        return ((q, q), (q[:, None], q[:, None])) if with_features else (q, q)
-
-    def action_value(self, window, mask, action, both=True):
-        q = action.sum(-1) + 0.0 * self.w
-        return (q, q) if both else q
-
-
 @pytest.mark.parametrize("algo_name", ["td3", "sac"])
 def test_the_actor_step_climbs_q(algo_name):
     """Against Q = sum(a), actor steps must raise the (deterministic) action; a sign flip of Q in
@@ -418,7 +407,7 @@ def test_the_actor_step_climbs_q(algo_name):
     torch.manual_seed(0)
     actor_cls = GaussianActor if algo_name == "sac" else DeterministicActor
     actor = actor_cls(LastObsEncoder(OBS), ACT, 16, 1)
-    algo = make_algo(algo_name, actor, _SumQCritic(), cfg(algo=algo_name, init_alpha=0.01, actor_lr=1e-2),
+    algo = make_algo(algo_name, actor, _SumCritic(), cfg(algo=algo_name, init_alpha=0.01, actor_lr=1e-2),
                      act_dim=ACT)
     b = batch(seed=2)
     before = actor.act(b.obs, b.mask).detach()
@@ -458,7 +447,7 @@ def test_sac_losses_are_the_formulas():
     and the alpha it used, and counts its updates."""
     torch.manual_seed(0)
     actor = GaussianActor(LastObsEncoder(OBS), ACT, 16, 1)
-    algo = SAC(actor, _SumQCritic(), cfg(algo="sac", init_alpha=0.3), act_dim=ACT)
+    algo = SAC(actor, _SumCritic(), cfg(algo="sac", init_alpha=0.3), act_dim=ACT)
     b = batch(seed=4)
     torch.manual_seed(5)
     loss, logp = algo._actor_loss(None, b, None)

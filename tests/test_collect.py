@@ -7,20 +7,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import tiny_config as config
 
 from accelerl.algos.base import evaluating
-from accelerl.config import build_config
 from accelerl.envs import make_single_env
 from accelerl.policy import Policy
 from accelerl.stages import Trainer
-
-
-def config(tmp_path, **overrides):
-    flags = dict(zip((f[2:].replace("-", "_") for f in TINY[::2]), TINY[1::2], strict=True))
-    values = {k: (v if k == "device" else int(v)) for k, v in flags.items()}
-    return build_config({**values, "env": "Pendulum-v1", "total_steps": 1000, "learning_starts": 100,
-                         "stage1_steps": "500", "run_dir": str(tmp_path), **overrides})
 
 
 class Quiet:

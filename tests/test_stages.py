@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import tiny_config
 
 from accelerl.algos import SAC, TD3
 from accelerl.config import build_config
@@ -14,10 +14,7 @@ from accelerl.stages import Trainer
 
 
 def tiny_cfg(algo: str, tmp_path):
-    flags = dict(zip((f[2:].replace("-", "_") for f in TINY[::2]), TINY[1::2], strict=True))
-    values = {k: (v if k == "device" else int(v)) for k, v in flags.items()}
-    return build_config({**values, "env": "Pendulum-v1", "algo": algo, "total_steps": 1000,
-                         "learning_starts": 100, "stage1_steps": "500", "run_dir": str(tmp_path)})
+    return tiny_config(tmp_path, algo=algo)
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])

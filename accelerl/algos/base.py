@@ -59,8 +59,8 @@ class OffPolicy:
         self.compiled = resolve_compile(cfg.compile, self.device)
         self.reuse_features = cfg.lstm_critic == "shared"
         # A CNN actor reads its critic's encoder (DetachedEncoder): its loss encodes the windows once.
-        inner = getattr(getattr(actor, "encoder", None), "inner", None)
-        self.actor_reads_critic = inner is not None and inner is getattr(critic, "enc1", None)
+        inner = getattr(actor.encoder, "inner", None)
+        self.actor_reads_critic = inner is not None and inner is critic.enc1
         self.reset_optimizers()
         self._steps: dict[str, object] = {}
 
