@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from accelerl.config import PRESETS, TrainConfig, build_config, read_run_config
-from accelerl.errors import AccelerlError, CheckpointError
+from accelerl.errors import AccelerlError
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
-RESUME_OVERRIDES = ("total_steps", "device", "vector_env", "compile")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("train_flags", nargs=argparse.REMAINDER, help="-- then train flags for every run")
     sw.set_defaults(func=cmd_sweep)
 
+    ex = sub.add_parser("export", help="write a run's policy as a standalone ONNX or TorchScript model",
+                        description="The model takes the context window and its mask and returns actions in the "
+                                    "env's units; a JSON file beside it says what a caller needs (docs/EXPORT.md).")
+    ex.add_argument("run_dir", metavar="RUN")
+    ex.add_argument("--format", choices=("onnx", "torchscript"), required=True,
+                    help="onnx (pip install 'accelerl[onnx]'; runs on onnxruntime) or torchscript (runs on torch alone)")
+    ex.add_argument("--policy", choices=("transformer", "accelerator"), default=None,
+                    help="default: the transformer if the run has one")
+    ex.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    ex.add_argument("--out", default=None, help="model path (default: RUN/export/<policy>.onnx or .pt)")
+    ex.set_defaults(func=cmd_export)
+
     pl = sub.add_parser("plot", help="learning curves of several runs side by side")
     pl.add_argument("run_dirs", metavar="DIR", nargs="+")
     pl.add_argument("--out", default="comparison.png", help="output PNG")
@@ -92,46 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_run_dir(cfg: TrainConfig) -> Path:
-    env = cfg.env.replace("/", "-")
+    env = cfg.env.replace("/", "-").replace(":", "-")
     mask = f"-{cfg.obs_mask.replace(',', '.')}" if cfg.obs_mask else ""
     return Path("runs") / f"{env}{mask}__{cfg.mode}__{cfg.algo}__s{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from accelerl import checkpoint
-    from accelerl.run_state import check_resumable
-    from accelerl.stages import Trainer
+    from accelerl import api
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    state = None
     if args.resume:
-        run_dir = Path(args.resume)
-        try:
-            saved = read_run_config(run_dir)
-        except CheckpointError as exc:
-            raise CheckpointError(f"cannot resume: {exc}") from None
-        extra = sorted(set(given) - set(RESUME_OVERRIDES))
-        if extra:
-            raise AccelerlError(f"--resume uses the run's saved config; drop --{extra[0].replace('_', '-')}")
-        cfg = TrainConfig.from_dict({**saved, **given}).validate()
-        state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
-        check_resumable(state, cfg)
+        result = api.resume(args.resume, **given)
     else:
         cfg = build_config(given)
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
-        if (run_dir / "checkpoints").exists():
-            raise AccelerlError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --run-dir")
-        cfg.run_dir = str(run_dir)
-    trainer = Trainer(cfg, run_dir)  # checks the env and device before anything is written
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AccelerlError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
-    checkpoint.atomic_write_text(cfg.to_json() + "\n", run_dir / "config.json")
-    print(f"accelerl: run directory {run_dir}", file=sys.stderr)
-    summary = trainer.run(state)
-    print(json.dumps(summary))
+        result = api.train(cfg, run_dir=cfg.run_dir or _default_run_dir(cfg))
+    print(json.dumps(result.summary))
     return 0
 
 
@@ -210,6 +197,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"accelerl: {len(failed)} of {len(rows)} run(s) failed; fix and re-run the same sweep to resume",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from accelerl.export import export_policy
+
+    path = export_policy(args.run_dir, args.format, args.policy, args.out, args.checkpoint)
+    print(str(path))
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

@@ -141,6 +141,13 @@ class TrainConfig:
     d_ff: int = _f(512, "Transformer feed-forward width.")
     dropout: float = _f(0.05, "Transformer dropout (off in evaluation and acting).")
     positions: str = _f("sinusoidal", "Transformer position encoding.", ("sinusoidal", "learned"))
+    transformer: str = _f(
+        "gpt",
+        "Transformer blocks: gpt (pre-LN causal self-attention with residual sums, the reference architecture) or "
+        "gtrxl (GTrXL, Parisotto et al. 2020: the same blocks joined by GRU-type gates whose bias starts them near "
+        "the identity). Used by the actor and by --critic transformer.",
+        ("gpt", "gtrxl"),
+    )
     frame_stack: int = _f(3, "CNN accelerator: frames it sees (the last FRAME_STACK of the window, each through one CNN).")
     cnn_features: int = _f(50, "Features per frame out of the CNN (then LayerNorm + tanh), before the state is appended.")
     augment: str = _f("shift", "CNN training-time augmentation: shift (random +-4 px shifts, as in DrQ) or none.",

@@ -14,12 +14,15 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from accelerl import __version__, run_state
+from accelerl.callbacks import Callbacks, Control
 from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, remove_stale_temporaries
 from accelerl.collect import Collector, check_replay_fits
 from accelerl.config import TrainConfig
@@ -48,8 +51,10 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """The run: which stage, when to distil, evaluate, switch and checkpoint, and the summary."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, callbacks: Iterable[Any] = ()) -> None:
         self.cfg, self.run_dir = cfg, run_dir
+        self.callbacks = Callbacks(callbacks, run_dir)
+        self.stop_reason: str | None = None  # a callback's request; not checkpointed (a resume goes on)
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.spec = probe_for(cfg)
@@ -118,26 +123,31 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, resume_step, cfg.total_steps)
         self._clock = time.perf_counter()
         try:
+            self._hook("start", {"config": cfg.to_dict(), "resumed_from": resume_step})
             if resume_state is None:
                 self._evaluate(initial=True)
                 self.save()  # a run killed before its first scheduled checkpoint still resumes
                 self._clock = time.perf_counter()  # nor is writing it (speed.py times runs without checkpoints)
-            while self.env_step < cfg.total_steps:
+            while self.env_step < cfg.total_steps and self.stop_reason is None:
                 self._collect()
                 self._train()
                 if self.stage == "stage1" and self.env_step >= self.learner.update_start and self._due(cfg.bc_every):
                     self.learner.distill(self.buffer)
                 if self._due(cfg.eval_every):
                     self._evaluate()
+                self._step_hooks()
                 if self.stage == "stage1" and (self.pending_switch or self.env_step >= self.switch_rule.cap):
                     self._switch(self.pending_switch or self._cap_reason())
-                if self._due(cfg.checkpoint_every):
+                if self._due(cfg.checkpoint_every) and self.stop_reason is None:
                     self.save()
+            if self.stop_reason is not None:
+                self.logger.message(f"stopped at step {self.env_step}: {self.stop_reason}")
             if self.last_eval_step != self.env_step:
                 self._evaluate()
             self.save()
             summary = self._write_summary()
             self._plot()
+            self._hook("end", summary)
             return summary
         finally:
             self.logger.close()
@@ -156,6 +166,25 @@ class Trainer:
         updates = self.learner.train(self.buffer, self.env_step)
         if updates:
             self.stage_updates[self.stage] = self.stage_updates.get(self.stage, 0) + updates
+
+    # -------------------------------------------------------------------------------- callbacks
+    def _hook(self, kind: str, metrics: dict, only: list | None = None) -> None:
+        if not self.callbacks:
+            return
+        self._apply(self.callbacks.fire(kind, self.env_step, self.stage, metrics, only))
+
+    def _apply(self, control: Control) -> None:
+        if control.stop and self.stop_reason is None:
+            self.stop_reason = control.stop
+        if control.switch and self.stage == "stage1" and self.pending_switch is None:
+            self.pending_switch = control.switch
+
+    def _step_hooks(self) -> None:
+        due = self.callbacks.due_for_step(self.env_step, self.num_envs) if self.callbacks else []
+        if due:
+            sps = self.stage_steps.get(self.stage, 0) / max(self.stage_time.get(self.stage, 0.0), 1e-9)
+            self._hook("step", {"train_return": self.collector.mean_train_return(), "steps_per_s": round(sps, 1),
+                                "last_eval": dict(self.last_eval)}, only=due)
 
     def _cap_reason(self) -> str:
         if self.cfg.auto_switch:
@@ -187,6 +216,7 @@ class Trainer:
         self.learner.delay_updates(self.env_step, self.buffer.num_transitions)
         del self._stage1_buffer
         self.logger.message(f"switched to stage 2 at step {self.env_step}: {reason}")
+        self._hook("switch", {"reason": reason, "stage1_losses": losses})
 
     def _enter_stage2(self) -> None:
         """The stage-2 agent and buffer; the stage-1 buffer stays in ``_stage1_buffer`` for the warm start."""
@@ -200,6 +230,7 @@ class Trainer:
         self._tick()
         cfg = self.cfg
         seeds = eval_seeds(cfg.seed, self.eval_round, cfg.eval_episodes)
+        random_return = None
         self.eval_round += 1
         self.last_eval_step = self.env_step
         if initial and self.cfg.mode == "accelerate":
@@ -208,6 +239,7 @@ class Trainer:
             gen.manual_seed(cfg.seed)
             rand = run_episodes(self.eval_env, uniform_random(self.act_dim, gen, self.device), seeds,
                                 cfg.window_len, self.device)
+            random_return = rand.mean
             self.switch_rule.random_return = rand.mean
             self.logger.log_eval({"env_step": 0, "stage": self.stage, "policy": "random", **rand.as_dict()})
         losses = self.learner.drain_losses(self.buffer, self.env_step)
@@ -225,12 +257,16 @@ class Trainer:
         if target in results and results[target] > self.best_return and not initial:
             self.best_return = results[target]
             self._save_best()
-        if self.stage == "stage1" and cfg.auto_switch and not initial:
+        builtin_rule = cfg.auto_switch and not self.callbacks.replace_switch_rule
+        if self.stage == "stage1" and builtin_rule and not initial:
             switch, reason = self.switch_rule.observe(self.env_step, results["accelerator"],
                                                       results["transformer"], losses.get("bc_loss"))
             if switch:
                 self.pending_switch = reason
         self.logger.progress(self.env_step, self.stage, sps, dict(self.last_eval))
+        self._hook("evaluation", {"returns": results, "initial": initial, "random_return": random_return,
+                                  "train_return": self.collector.mean_train_return(), "steps_per_s": round(sps, 1),
+                                  "wall_time": round(self.wall_time, 2), **losses})
         self._clock = time.perf_counter()  # evaluation time is not training time
 
     # ------------------------------------------------------------------------------ persistence
@@ -244,8 +280,10 @@ class Trainer:
         self.learner.check_finite(self.buffer, self.env_step)
         self.learner.check_weights(self.env_step)
         self._tick()
-        atomic_save(run_state.snapshot(self), self.run_dir / "checkpoints" / "latest.pt")
+        path = self.run_dir / "checkpoints" / "latest.pt"
+        atomic_save(run_state.snapshot(self), path)
         self._plot()
+        self._hook("checkpoint", {"path": str(path)})
 
     def _load_state(self, state: dict) -> None:
         run_state.restore(self, state)
@@ -265,7 +303,7 @@ class Trainer:
             "teacher_steps": lr.teacher_steps, "student_steps": self.collector.student_steps,
             "final_return": dict(self.last_eval),
             "best_return": None if self.best_return == -math.inf else self.best_return,
-            "switch_step": self.switch_step, "switch_reason": self.switch_reason,
+            "switch_step": self.switch_step, "switch_reason": self.switch_reason, "stop_reason": self.stop_reason,
             "wall_time_s": round(self.wall_time, 1),
             "steps_per_s": round(self.env_step / max(self.wall_time, 1e-9), 1), "stage_steps_per_s": sps,
             "stage_updates_per_s": ups, "rl_updates": sum(self.stage_updates.values()), "bc_updates": lr.bc_updates,

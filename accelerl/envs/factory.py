@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 
+from accelerl.envs.custom import is_python_env, make_gym
 from accelerl.envs.maniskill import PREFIX, ManiSkillEnv, is_maniskill
 from accelerl.envs.masks import resolve_mask
 from accelerl.envs.pixels import PixelObservation, choose_gl_backend, make_pixel_env
@@ -54,12 +54,7 @@ class EnvSpec:
 
 
 def _make_raw(env_id: str, **kwargs) -> gym.Env:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return gym.make(env_id, **kwargs)
-    except (gym.error.Error, ImportError) as exc:  # NameNotFound, VersionNotFound, a missing module ...
-        raise ConfigError(f"unknown or unavailable env id {env_id!r}: {exc}") from None
+    return make_gym(env_id, **kwargs)
 
 
 def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, image_size: int = 64,
@@ -73,8 +68,12 @@ def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, imag
     try:
         if not isinstance(env.action_space, gym.spaces.Box):
             raise ConfigError(f"{env_id} has a {type(env.action_space).__name__} action space; accelerl needs a Box")
-        if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
-            raise ConfigError(f"{env_id} needs a flat Box observation for state-based training")
+        space = env.observation_space
+        if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+            raise ConfigError(f"{env_id} has a {type(space).__name__} observation space; accelerl trains on one flat Box "
+                              "(wrap the env in gymnasium.wrappers.FlattenObservation)")
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ConfigError(f"{env_id} needs a flat Box observation (got {space}); image tasks: see --pixels")
         if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
             raise ConfigError(f"{env_id} has an unbounded action space")
         obs_dim = int(env.observation_space.shape[0])
@@ -197,6 +196,9 @@ def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False, kind: st
         raise ValueError(f"vector env kind must be one of {', '.join(VECTOR_KINDS)}, got {kind!r}")
     if kind == "async" and is_maniskill(spec.env_id):
         raise ConfigError("--vector-env async is for gymnasium/MuJoCo tasks; ManiSkill batches its own envs")
+    if kind == "async" and is_python_env(spec.env_id):
+        raise ConfigError("--vector-env async cannot send a Python callable env to worker processes; "
+                          "give it as a 'module:EnvClass' entry point")
     gl = tuple((key, os.environ[key]) for key in _GL_VARS if os.environ.get(key))
     # render: each env keeps the frame of its last step (StepFrame) for videos
     fns = [functools.partial(_vector_member, spec, "rgb_array" if render else None, gl) for _ in range(num_envs)]

@@ -42,9 +42,11 @@ def choose_gl_backend() -> str:
 def make_pixel_env(env_id: str, image_size: int, **kwargs) -> gym.Env:
     """The task with an off-screen renderer of ``image_size`` square frames. Shadows and
     multisampling are off: at 64 px they cost 5-10x the frame rate for no visible gain."""
+    from accelerl.envs.custom import make_gym
+
     try:
-        env = gym.make(env_id, render_mode="rgb_array", width=image_size, height=image_size, **kwargs)
-    except TypeError:  # a non-MuJoCo env has no width/height arguments
+        env = make_gym(env_id, render_mode="rgb_array", width=image_size, height=image_size, **kwargs)
+    except (TypeError, ConfigError):  # a non-MuJoCo env has no width/height arguments
         raise ConfigError(f"--pixels renders MuJoCo tasks; {env_id} is not one") from None
     model = getattr(env.unwrapped, "model", None)
     if model is None or not hasattr(model, "vis"):

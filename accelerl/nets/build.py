@@ -61,7 +61,7 @@ def build_accelerator_actor(cfg: TrainConfig, spec: EnvSpec, critic: TwinCritic 
 def _transformer_encoder(cfg: TrainConfig, spec: EnvSpec) -> TransformerEncoder:
     frame = frame_cnn(cfg, spec) if spec.pixels else None
     return TransformerEncoder(spec.obs_dim, cfg.context_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff,
-                              cfg.dropout, cfg.positions, frame=frame)
+                              cfg.dropout, cfg.positions, frame=frame, variant=cfg.transformer)
 
 
 def build_transformer_critic(cfg: TrainConfig, spec: EnvSpec) -> TwinCritic:

@@ -97,7 +97,8 @@ class _Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool) -> torch.Tensor:
+    def attend(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(residual stream, attention output): of the last token alone with ``last_only``."""
         b, length, d = x.shape
         h = self.ln1(x)
         if last_only:
@@ -107,19 +108,66 @@ class _Block(nn.Module):
         heads, hd = self.n_heads, d // self.n_heads
         q = self.q(q_in).view(b, -1, heads, hd).transpose(1, 2)
         k, v = self.kv(h).view(b, length, 2, heads, hd).permute(2, 0, 3, 1, 4)
-        p = self.dropout if self.training else 0.0
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=p)
-        att = att.transpose(1, 2).reshape(b, -1, d)
-        x = x + F.dropout(self.proj(att), p, self.training)
-        return x + F.dropout(self.ffn(self.ln2(x)), p, self.training)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=self._p)
+        return x, F.dropout(self.proj(att.transpose(1, 2).reshape(b, -1, d)), self._p, self.training)
+
+    @property
+    def _p(self) -> float:
+        return self.dropout if self.training else 0.0
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool) -> torch.Tensor:
+        x, att = self.attend(x, allowed, last_only)
+        x = x + att
+        return x + F.dropout(self.ffn(self.ln2(x)), self._p, self.training)
+
+
+class GRUGate(nn.Module):
+    """GTrXL's gating layer (Parisotto et al., 2020), in place of a residual connection x + y:
+        r = σ(W_r y + U_r x),  z = σ(W_z y + U_z x − b_g),  h = tanh(W_g y + U_g (r ⊙ x)),
+        out = (1 − z) ⊙ x + z ⊙ h.
+    With the gate bias b_g = 2 the update gate starts near σ(−2) ≈ 0.12, so a block starts close
+    to the identity: the paper's reason why gated transformers train stably online."""
+
+    def __init__(self, d_model: int, gate_bias: float = 2.0) -> None:
+        super().__init__()
+        self.w = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.u = nn.Linear(d_model, 2 * d_model, bias=False)
+        self.ug = nn.Linear(d_model, d_model, bias=False)
+        self.gate_bias = nn.Parameter(torch.full((d_model,), gate_bias))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        wr, wz, wg = self.w(y).chunk(3, dim=-1)
+        ur, uz = self.u(x).chunk(2, dim=-1)
+        r = torch.sigmoid(wr + ur)
+        z = torch.sigmoid(wz + uz - self.gate_bias)
+        h = torch.tanh(wg + self.ug(r * x))
+        return (1.0 - z) * x + z * h
+
+
+class _GatedBlock(_Block):
+    """GTrXL block: the same pre-LN attention and FFN, each joined to the stream by a GRU gate
+    on its ReLU'd output instead of a residual sum."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__(d_model, n_heads, d_ff, dropout)
+        self.gate1, self.gate2 = GRUGate(d_model), GRUGate(d_model)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool) -> torch.Tensor:
+        x, att = self.attend(x, allowed, last_only)
+        x = self.gate1(x, F.relu(att))
+        return self.gate2(x, F.relu(F.dropout(self.ffn(self.ln2(x)), self._p, self.training)))
+
+
+BLOCKS = {"gpt": _Block, "gtrxl": _GatedBlock}
 
 
 class TransformerEncoder(nn.Module):
     """Causal transformer over the window; features are the last token's output. With a
-    ``frame`` encoder (pixels) each token is that encoder's features of one observation."""
+    ``frame`` encoder (pixels) each token is that encoder's features of one observation.
+    ``variant``: gpt (pre-LN residual blocks) or gtrxl (GRU-gated blocks)."""
 
     def __init__(self, obs_dim: int, context: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,
-                 dropout: float, positions: str, frame: nn.Module | None = None) -> None:
+                 dropout: float, positions: str, frame: nn.Module | None = None, variant: str = "gpt") -> None:
         super().__init__()
         self.context = context
         self.frame = frame
@@ -128,7 +176,7 @@ class TransformerEncoder(nn.Module):
             self.pos = nn.Parameter(torch.randn(context, d_model) * 0.02)
         else:
             self.register_buffer("pos", sinusoidal_positions(context, d_model), persistent=False)
-        self.blocks = nn.ModuleList(_Block(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(BLOCKS[variant](d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
         self.out_dim = d_model

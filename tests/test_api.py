@@ -1,0 +1,204 @@
+"""accelerl.train / accelerl.resume and callbacks: what a researcher scripting runs relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import (
+    PENDULUM_SHORT,
+    assert_one_error_line,
+    comparable,
+    read_metrics,
+    read_summary,
+    run_cli,
+    tiny_config,
+)
+
+import accelerl
+from accelerl import checkpoint
+from accelerl.callbacks import Callback, Callbacks, StopOnReturn, SwitchWhen
+from accelerl.envs import probe_env
+from accelerl.envs.custom import env_name
+from accelerl.errors import AccelerlError, ConfigError
+
+TESTS = Path(__file__).resolve().parent
+SHORT = {"eval_every": 200, "eval_episodes": 1, "checkpoint_every": 400, "bc_every": 100, "bc_updates": 2}
+
+
+class Recorder(Callback):
+    every_steps = 250
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def on_start(self, e):
+        self.events.append(("start", e.env_step))
+
+    def on_step(self, e):
+        self.events.append(("step", e.env_step))
+
+    def on_evaluation(self, e):
+        self.events.append(("evaluation", e.env_step, tuple(sorted(e.metrics["returns"]))))
+
+    def on_switch(self, e):
+        self.events.append(("switch", e.env_step, e.metrics["reason"]))
+
+    def on_checkpoint(self, e):
+        self.events.append(("checkpoint", e.env_step))
+
+    def on_end(self, e):
+        self.events.append(("end", e.env_step))
+
+
+def test_callbacks_see_the_run_in_order_and_a_user_rule_switches_where_it_chose(tmp_path):
+    rec = Recorder()
+    # the built-in rule would switch at the first evaluation after learning starts (ratio and
+    # plateau trivially met); the user's rule stands in for it and picks step 550
+    cfg = tiny_config(tmp_path, stage1_steps="auto", switch_max_steps=1000, switch_ratio=1e-6, switch_plateau=10.0,
+                      switch_patience=1, **SHORT)
+    rule = SwitchWhen(lambda e: e.env_step >= 550 and "at 550", every_steps=50)
+    result = accelerl.train(cfg, run_dir=tmp_path, callbacks=[rec, rule])
+
+    assert result.summary["switch_step"] == 550 and result.summary["switch_reason"] == "at 550"
+    assert result.stop_reason is None and result.summary["env_steps"] == 1000
+    kinds = [e[0] for e in rec.events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("switch") == 1
+    evals = [e for e in rec.events if e[0] == "evaluation"]
+    assert [e[1] for e in evals] == [0, 200, 400, 600, 800, 1000]
+    assert all(e[2] == ("accelerator", "transformer") for e in evals[:3])
+    assert all(e[2] == ("transformer",) for e in evals[3:])  # stage 2 evaluates the acting policy
+    assert [e[1] for e in rec.events if e[0] == "checkpoint"] == [0, 400, 800, 1000]
+    assert [e[1] for e in rec.events if e[0] == "step"] == [250, 500, 750, 1000]
+    # order within a step: evaluation before the step hooks before the switch (at 550: step, switch)
+    assert rec.events.index(("evaluation", 400, ("accelerator", "transformer"))) < rec.events.index(("step", 500))
+    assert rec.events.index(("switch", 550, "at 550")) < rec.events.index(("evaluation", 600, ("transformer",)))
+    rows = read_metrics(tmp_path)
+    assert [r["env_step"] for r in rows if r["event"].startswith("switch")] == ["550"]
+    assert result.policy().predict(torch.zeros(3).numpy()).shape == (1,)
+    assert result.policy("accelerator").predict(torch.zeros(3).numpy()).shape == (1,)
+
+
+def test_a_stop_request_ends_with_a_checkpoint_that_resumes_like_an_uninterrupted_run(tmp_path):
+    """Stopped at the evaluation of step 400 (GTrXL transformer blocks), then resumed: the metrics
+    are those of a run that was never stopped."""
+
+    class StopAt400(Callback):
+        def on_evaluation(self, e):
+            if e.env_step == 400:
+                e.request_stop("enough")
+
+    overrides = {"transformer": "gtrxl", **SHORT}
+    full = accelerl.train(tiny_config(tmp_path / "full", **overrides), run_dir=tmp_path / "full")
+    stopped = accelerl.train(tiny_config(tmp_path / "cut", **overrides), run_dir=tmp_path / "cut",
+                             callbacks=[StopAt400()])
+    assert stopped.stop_reason == "enough" and stopped.summary["env_steps"] == 400
+    assert read_summary(tmp_path / "cut")["stop_reason"] == "enough"
+    assert checkpoint.load(stopped.checkpoint)["env_step"] == 400
+    resumed = accelerl.resume(tmp_path / "cut")
+    assert resumed.summary["env_steps"] == 1000 and resumed.stop_reason is None
+    assert comparable(read_metrics(tmp_path / "cut")) == comparable(read_metrics(tmp_path / "full"))
+    assert full.summary["final_return"] == resumed.summary["final_return"]
+
+
+@pytest.mark.parametrize(("returns", "policy", "stops"), [
+    ({"transformer": -50.0, "accelerator": -900.0}, None, True),
+    ({"transformer": -500.0, "accelerator": -50.0}, None, False),   # the transformer by default
+    ({"transformer": -500.0, "accelerator": -50.0}, "accelerator", True),
+    ({"accelerator": -99.0}, None, True),                            # --mode accelerator has no transformer
+    ({"transformer": -100.0}, None, True),                           # reaching the threshold counts
+])
+def test_stop_on_return(returns, policy, stops):
+    cbs = Callbacks([StopOnReturn(-100.0, policy)], Path("."))
+    control = cbs.fire("evaluation", 5, "stage1", {"returns": returns})
+    assert (control.stop is not None) == stops
+
+
+def test_events_are_read_only_and_plain_functions_are_callbacks():
+    seen = []
+    cbs = Callbacks([seen.append], Path("."))
+    cbs.fire("evaluation", 3, "stage1", {"returns": {"accelerator": 1.0}, "losses": [1.0]})
+    (event,) = seen
+    with pytest.raises(TypeError):
+        event.metrics["returns"]["accelerator"] = 5.0
+    with pytest.raises(TypeError):
+        event.metrics["new"] = 1
+    with pytest.raises(TypeError, match="hooks"):
+        Callbacks([3], Path("."))
+    with pytest.raises(ValueError, match="every_steps"):
+        Callbacks([SwitchWhen(lambda e: True, every_steps=0)], Path("."))
+
+
+def test_a_switch_request_outside_stage_1_changes_nothing():
+    cbs = Callbacks([SwitchWhen(lambda e: True, every_steps=1)], Path("."))
+    assert cbs.fire("step", 10, "stage2", {}).switch is None
+    assert cbs.fire("step", 10, "stage1", {}).switch == "user switch rule"
+
+
+def test_train_refuses_an_existing_run_and_unknown_settings(tmp_path):
+    with pytest.raises(ConfigError, match="unknown setting: total_step"):
+        accelerl.train(run_dir=tmp_path, env="Pendulum-v1", total_step=5)
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(AccelerlError, match="already holds a run"):
+        accelerl.train(run_dir=tmp_path, env="Pendulum-v1")
+    with pytest.raises(AccelerlError, match="drop --seed"):
+        accelerl.resume(tmp_path, seed=3)
+
+
+# --------------------------------------------------------------------------------- any env
+def test_an_entry_point_env_trains_both_stages_and_resumes_from_the_command_line(tmp_path):
+    """A user's env class, named "module:Class", in training subprocesses started next to it."""
+    run_dir = tmp_path / "run"
+    flags = [a if a != "Pendulum-v1" else "custom_envs:PointEnv" for a in PENDULUM_SHORT]
+    rc, _, err = run_cli(["train", *flags, "--total-steps", "400", "--run-dir", run_dir], cwd=TESTS)
+    assert rc == 0, err[-2000:]
+    rc, _, err = run_cli(["train", "--resume", run_dir, "--total-steps", "600"], cwd=TESTS)
+    assert rc == 0, err[-2000:]
+    summary = read_summary(run_dir)
+    assert summary["env"] == "custom_envs:PointEnv" and summary["env_steps"] == 600
+    assert summary["switch_step"] == 300
+    stages = {r["stage"] for r in read_metrics(run_dir)}
+    assert {"stage1", "stage2"} <= stages
+
+
+def test_env_forms_resolve_to_the_same_task():
+    from custom_envs import PointEnv, make_point_env
+
+    assert env_name(PointEnv) == "custom_envs:PointEnv"  # an importable class is stored as its entry point
+    assert env_name(make_point_env) == "custom_envs:make_point_env"
+    for env in ("custom_envs:PointEnv", "custom_envs:make_point_env"):
+        spec = probe_env(env, None)
+        assert (spec.obs_dim, spec.act_dim) == (3, 2) and spec.action_low == pytest.approx((-0.2, -0.1))
+
+
+def test_a_bare_callable_trains_and_resumes_only_when_given_again(tmp_path):
+    from custom_envs import PointEnv
+
+    def make():  # a local function: no entry point another process could import
+        return PointEnv()
+
+    cfg = tiny_config(tmp_path, mode="accelerator", total_steps=300, **SHORT)
+    assert accelerl.train(cfg, run_dir=tmp_path, env=make).config.env.startswith("python:")
+    rc, _, err = run_cli(["train", "--resume", tmp_path, "--total-steps", "400"])  # another process
+    assert_one_error_line(rc, err, "pass the same callable")
+    with pytest.raises(ConfigError, match="was trained on env"):
+        accelerl.resume(tmp_path, env=PointEnv, total_steps=400)
+    assert accelerl.resume(tmp_path, env=make, total_steps=400).summary["env_steps"] == 400
+    with pytest.raises(ConfigError, match="worker processes"):
+        accelerl.train(run_dir=tmp_path / "async", env=make, vector_env="async", num_envs=2,
+                       buffer_size=2000, batch_size=32, bc_batch_size=32)
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ("custom_envs:DiscreteEnv", "Discrete action space"),
+    ("custom_envs:DictObsEnv", "FlattenObservation"),
+    ("custom_envs:UnboundedActionEnv", "unbounded action space"),
+    ("custom_envs:NoSuchEnv", "has no 'NoSuchEnv'"),
+    ("no_such_module:Env", "cannot import module 'no_such_module'"),
+    ("custom_envs:not_an_env", "must inherit from the gymnasium.Env"),
+])
+def test_envs_accelerl_cannot_train_get_one_clear_line(env, needle):
+    rc, _, err = run_cli(["train", "--env", env, "--device", "cpu"], cwd=TESTS)
+    assert_one_error_line(rc, err, needle)
+
