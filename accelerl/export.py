@@ -91,16 +91,16 @@ def raw_obs_dim(policy: Policy) -> int:
 
 
 def example_inputs(context: int, obs_in: int, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    window = torch.randn(batch, context, obs_in)
+    window = torch.rand(batch, context, obs_in) * 4.0 - 2.0
     mask = torch.ones(batch, context, dtype=torch.bool)
-    mask[0, :-1] = False  # one fresh episode, one with a full window
+    mask[0, :-1] = False  # a fresh episode, and (batch > 1) full windows
     return window, mask
 
 
-def metadata(policy: Policy, which: str, fmt: str, obs_in: int, run_dir: Path) -> dict[str, Any]:
+def metadata(policy: Policy, which: str, fmt: str, obs_in: int, run_dir: Path | None) -> dict[str, Any]:
     spec, cfg = policy.spec, policy.cfg
     return {
-        "format": fmt, "policy": which, "run": str(run_dir), "env": cfg.env, "algo": cfg.algo,
+        "format": fmt, "policy": which, "run": str(run_dir) if run_dir else None, "env": cfg.env, "algo": cfg.algo,
         "context": policy.context, "obs_dim": obs_in, "act_dim": spec.act_dim,
         "obs_mask": cfg.obs_mask, "mask_indices": list(spec.keep) if spec.keep is not None else None,
         "mask_applied_inside": spec.keep is not None and obs_in != spec.obs_dim,
@@ -148,6 +148,34 @@ def _export_onnx(model: DeployablePolicy, path: Path, obs_in: int) -> None:
     tmp.replace(path)
 
 
+def _run_exported(path: Path, fmt: str, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.load(str(path))(window, mask)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"window": window.numpy(), "mask": mask.numpy()})[0])
+
+
+def _check_against_eager(model: DeployablePolicy, path: Path, fmt: str, obs_in: int) -> None:
+    """The written file must compute the policy at any batch size: an exporter that silently
+    fixed a shape, or changed the function, is caught here rather than on the robot."""
+    for batch in (1, 3):
+        window, mask = example_inputs(model.context, obs_in, batch)
+        with torch.no_grad():
+            expected = model(window, mask)
+        try:
+            got = _run_exported(path, fmt, window, mask)
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            raise AccelerlError(f"the exported {fmt} model fails at batch {batch}: {str(exc).splitlines()[0]}") from None
+        if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-4):
+            path.unlink(missing_ok=True)
+            raise AccelerlError(f"the exported {fmt} model disagrees with the policy at batch {batch}")
+
+
 def export_policy(run_dir: str | Path, fmt: str, which: str | None = None, out: str | Path | None = None,
                   checkpoint: str = "latest") -> Path:
     """Write RUN's policy as a standalone model (+ ``<model>.json``); returns the model's path."""
@@ -160,14 +188,20 @@ def export_policy(run_dir: str | Path, fmt: str, which: str | None = None, out: 
     if which is None:
         which = "accelerator" if read_run_config(run_dir).get("mode") == "accelerator" else "transformer"
     policy = load_policy(run_dir, which, checkpoint, "cpu")
-    obs_in = raw_obs_dim(policy)
     path = Path(out) if out is not None else run_dir / "export" / f"{which}{FORMATS[fmt]}"
+    return export_loaded(policy, which, fmt, path, run_dir)
+
+
+def export_loaded(policy: Policy, which: str, fmt: str, path: Path, run_dir: Path | None = None) -> Path:
+    """Write a loaded ``Policy`` (+ ``<model>.json``), checked against it; returns ``path``."""
+    obs_in = raw_obs_dim(policy)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AccelerlError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
     model = DeployablePolicy(policy, obs_in).eval().requires_grad_(False)
     (_export_onnx if fmt == "onnx" else _export_torchscript)(model, path, obs_in)
+    _check_against_eager(model, path, fmt, obs_in)
     meta = metadata(policy, which, fmt, obs_in, run_dir)
     atomic_write_text(json.dumps(meta, indent=2) + "\n", path.with_name(path.name + ".json"))
     return path

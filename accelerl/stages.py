@@ -174,7 +174,7 @@ class Trainer:
         self._apply(self.callbacks.fire(kind, self.env_step, self.stage, metrics, only))
 
     def _apply(self, control: Control) -> None:
-        if control.stop and self.stop_reason is None:
+        if control.stop and self.stop_reason is None and self.env_step < self.cfg.total_steps:
             self.stop_reason = control.stop
         if control.switch and self.stage == "stage1" and self.pending_switch is None:
             self.pending_switch = control.switch

@@ -202,3 +202,17 @@ def test_envs_accelerl_cannot_train_get_one_clear_line(env, needle):
     rc, _, err = run_cli(["train", "--env", env, "--device", "cpu"], cwd=TESTS)
     assert_one_error_line(rc, err, needle)
 
+
+
+def test_the_example_trains_a_custom_env_with_a_callback(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import SUBPROCESS_ENV
+
+    proc = subprocess.run([sys.executable, str(TESTS.parent / "examples" / "custom_env_callback.py"), "--total-steps",
+                           "800", "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+                          env=SUBPROCESS_ENV, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "switch:" in proc.stdout and "transformer over 5 episodes:" in proc.stdout
+    assert read_summary(tmp_path / "run")["env"] == "python:Reacher2D"

@@ -32,6 +32,8 @@ def _config(kind: str, algo: str, compile_mode: str):
             "dropout": 0.0, "policy_noise": 0.0, "compile": compile_mode, "actor_lr": 1e-3, "critic_lr": 1e-3}
     if kind.startswith("lstm"):
         over.update(obs_mask="velocities", context=4, lstm_critic="shared" if kind == "lstm-shared" else "separate")
+    if kind == "gtrxl":
+        over.update(transformer="gtrxl", n_layers=2)
     if kind == "cnn":
         over.update(env="Hopper-v5", pixels="rgb", image_size=32, augment="none", frame_stack=2, context=2)
     return build_config(over)
@@ -55,7 +57,7 @@ def _agent(kind: str, algo: str, compile_mode: str, device: str = "cpu"):
     spec = probe_for(cfg)
     torch.manual_seed(0)
     critic = build_critic(cfg, spec).to(device)
-    actor = (build_transformer_actor(cfg, spec) if kind == "transformer"
+    actor = (build_transformer_actor(cfg, spec) if kind in ("transformer", "gtrxl")
              else build_accelerator_actor(cfg, spec, critic)).to(device)
     return make_algo(algo, actor, critic, cfg, act_dim=spec.act_dim), spec, cfg
 
@@ -81,7 +83,7 @@ def _to(batch: Batch, device: str) -> Batch:
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
-@pytest.mark.parametrize("kind", ["mlp", "lstm", "lstm-shared", "transformer", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "lstm", "lstm-shared", "transformer", "gtrxl", "cnn"])
 def test_compiled_update_equals_eager(kind, algo, device="cpu"):
     eager, spec, cfg = _agent(kind, algo, "off", device)
     compiled, _, _ = _agent(kind, algo, "on", device)

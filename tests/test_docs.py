@@ -83,3 +83,29 @@ def test_the_video_ends_on_the_terminal_frame():
     replica.reset()
     assert not np.array_equal(frames[-1], replica.render())
     replica.close()
+
+
+def test_the_readme_python_api_names_only_what_exists():
+    """The README's Python API snippet: every accelerl name, setting and result attribute it uses
+    exists (running it would take a quick-preset Hopper run; tests/test_api.py runs the API)."""
+    import ast
+    import re
+
+    import accelerl
+    from accelerl.api import TrainResult
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    tree = ast.parse(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    calls = 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "accelerl":
+            assert hasattr(accelerl, node.attr), node.attr
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "result":
+            assert hasattr(TrainResult, node.attr) or node.attr in TrainResult.__dataclass_fields__, node.attr
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("train", "resume"):
+            calls += 1
+            for kw in node.keywords:
+                assert kw.arg in fields | {"config", "run_dir", "callbacks", "env"}, kw.arg
+    assert calls == 3

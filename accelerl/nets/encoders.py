@@ -256,7 +256,7 @@ class FrameStackEncoder(nn.Module):
 
     def forward(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         window = window[:, -self.context:]
-        return self.frame(window.flatten(0, 1), window.shape[1]).view(len(window), -1)
+        return self.frame(window.flatten(0, 1), window.shape[1]).view(window.shape[0], -1)
 
 
 class DetachedEncoder(nn.Module):
