@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import importlib.util
 import sys
 from pathlib import Path
@@ -117,3 +118,20 @@ def test_replay_size_benchmark_smoke(tmp_path, capsys):
     assert (tmp_path / "replay-size-Pendulum-v1.png").stat().st_size > 0
     assert int(table[0]["replay_bytes"]) < int(table[1]["replay_bytes"])  # the buffer's storage follows its size
     assert "| 1,000 |" in capsys.readouterr().out
+
+
+def test_transformer_variants_benchmark_smoke(tmp_path, capsys):
+    extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
+    load("transformer_variants").main([
+        "--tasks", "Pendulum-v1-velocities", "--seeds", "0", "--eval-episodes", "1", "--out", str(tmp_path / "runs"),
+        "--results-dir", str(tmp_path), "--extra",
+        f"{extra} --total-steps 300 --learning-starts 100 --eval-every 100 --switch-max-steps 150 --context 3 "
+        "--bc-every 50 --bc-updates 2"])
+    table = rows(tmp_path / "transformer-variants.csv")
+    assert {(r["transformer"], r["mode"]) for r in table} == {(v, m) for v in ("gpt", "gtrxl")
+                                                              for m in ("accelerate", "scratch")}
+    config = json.loads((tmp_path / "runs" / "Pendulum-v1-velocities" / "gtrxl" / "scratch" / "s0" / "config.json")
+                        .read_text())
+    assert config["transformer"] == "gtrxl" and config["obs_mask"] == "velocities" and config["total_steps"] == 300
+    assert (tmp_path / "transformer-variants-Pendulum-v1-velocities.png").stat().st_size > 0
+    assert "| Pendulum-v1-velocities | gtrxl | accelerate |" in capsys.readouterr().out
