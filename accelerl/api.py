@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerl.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_run_config
-from accelerl.envs.custom import env_name
+from accelerl.envs.custom import adopt, env_name
 from accelerl.errors import AccelerlError, CheckpointError, ConfigError
 
 # What a resume may change (the rest comes from the run's saved config).
@@ -114,8 +114,8 @@ def resume(run_dir: str | Path, *, callbacks: Iterable[Any] = (), env: str | Cal
         saved = read_run_config(run_dir)
     except CheckpointError as exc:
         raise CheckpointError(f"cannot resume: {exc}") from None
-    if env is not None and env_name(env) != saved.get("env"):
-        raise ConfigError(f"the run was trained on env {saved.get('env')!r}, not {env_name(env)!r}")
+    if env is not None:
+        adopt(env, str(saved.get("env")))
     cfg = TrainConfig.from_dict({**saved, **overrides}).validate()
     state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
     check_resumable(state, cfg)

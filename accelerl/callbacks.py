@@ -2,10 +2,11 @@
 
 A callback is any object with some of the hooks below (or a plain function, which gets every
 event). Each hook receives an ``Event`` with read-only metrics; to act, it calls
-``event.request_stop(reason)`` (the run ends cleanly: evaluation, checkpoint, summary, and it
-resumes like any other) or, in stage 1, ``event.request_switch(reason)`` (stage 2 starts at
-this very step). Order at an env step, as in the Trainer: evaluation -> step hooks -> switch ->
-checkpoint.
+``event.request_stop(reason)`` (the run ends cleanly after this step: a checkpoint and a summary,
+and it resumes like any other) or, in stage 1, ``event.request_switch(reason)`` (from
+``on_evaluation`` or ``on_step``, stage 2 starts at this very step). Order at an env step, as in
+the Trainer: evaluation -> step hooks -> switch -> checkpoint. Callbacks are not saved with the
+run: pass them to ``accelerl.resume`` again.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ class Event:
     _control: Control = field(default_factory=Control, repr=False, compare=False)
 
     def request_stop(self, reason: str = "stopped by a callback") -> None:
-        """End the run after this step, with a final evaluation, a checkpoint and a summary."""
+        """End the run after this step, with a checkpoint and a summary (whose returns are those
+        of the last evaluation)."""
         self._control.stop = self._control.stop or reason
 
     def request_switch(self, reason: str = "switched by a callback") -> None:
         """Hand over to the transformer at this step (stage 1 of --mode accelerate only; no
-        effect elsewhere)."""
+        effect elsewhere). Asked in ``on_checkpoint`` it takes effect at the next step."""
         self._control.switch = self._control.switch or reason
 
 
@@ -66,7 +68,8 @@ class Callback:
 
 
 class _FunctionCallback(Callback):
-    """A plain function as a callback: it sees every event (and on_step every ``every_steps``)."""
+    """A plain function as a callback: it sees every event; step events only if the function
+    has an ``every_steps`` attribute."""
 
     def __init__(self, fn: Callable[[Event], Any], every_steps: int | None = None) -> None:
         self.fn, self.every_steps = fn, every_steps
@@ -94,7 +97,7 @@ class StopOnReturn(Callback):
 
 class SwitchWhen(Callback):
     """A stage-switch criterion of your own: ``rule(event) -> bool | str`` is asked at every
-    stage-1 evaluation (and every ``every_steps`` env steps, if given); a true answer (or a
+    stage-1 evaluation but step 0's (and every ``every_steps`` env steps, if given); a true answer (or a
     non-empty string, used as the reason) switches at that step. The built-in rule stands aside
     unless ``replace_builtin`` is False; the stage-1 cap (--switch-max-steps or --stage1-steps)
     still applies."""
@@ -104,7 +107,7 @@ class SwitchWhen(Callback):
         self.rule, self.every_steps, self.replaces_switch_rule = rule, every_steps, replace_builtin
 
     def _ask(self, event: Event) -> None:
-        if event.stage != "stage1":
+        if event.stage != "stage1" or event.metrics.get("initial"):  # not at step 0's evaluation
             return
         answer = self.rule(event)
         if answer:
@@ -123,7 +126,7 @@ class Callbacks:
                 if not callable(cb):
                     raise TypeError(f"a callback needs one of the hooks {', '.join(HOOKS)} or to be a function; "
                                     f"got {cb!r}")
-                cb = _FunctionCallback(cb)
+                cb = _FunctionCallback(cb, getattr(cb, "every_steps", None))
             every = getattr(cb, "every_steps", None)
             if every is not None and (not isinstance(every, int) or every < 1):
                 raise ValueError(f"{type(cb).__name__}.every_steps must be a positive int or None, got {every!r}")

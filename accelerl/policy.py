@@ -104,9 +104,15 @@ class Policy:
 
 
 def load_policy(run_dir: str | Path, which: str = "transformer", checkpoint_name: str = "latest",
-                device: str = "cpu") -> Policy:
+                device: str = "cpu", env=None) -> Policy:
+    """A run's policy. ``env``: the callable a ``python:`` run was trained on (another process
+    cannot know it; ids and entry points need nothing)."""
     run_dir = Path(run_dir)
     cfg = TrainConfig.from_dict(read_run_config(run_dir))
+    if env is not None:
+        from accelerl.envs.custom import adopt
+
+        adopt(env, cfg.env)
     state = checkpoint.load(run_dir / "checkpoints" / f"{checkpoint_name}.pt")
     if which not in state["nets"]:
         have = ", ".join(k for k in state["nets"] if k != "critic")

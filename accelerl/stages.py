@@ -55,6 +55,7 @@ class Trainer:
         self.cfg, self.run_dir = cfg, run_dir
         self.callbacks = Callbacks(callbacks, run_dir)
         self.stop_reason: str | None = None  # a callback's request; not checkpointed (a resume goes on)
+        self.last_save_step = -1
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.spec = probe_for(cfg)
@@ -138,13 +139,16 @@ class Trainer:
                 self._step_hooks()
                 if self.stage == "stage1" and (self.pending_switch or self.env_step >= self.switch_rule.cap):
                     self._switch(self.pending_switch or self._cap_reason())
-                if self._due(cfg.checkpoint_every) and self.stop_reason is None:
+                if self._due(cfg.checkpoint_every):
                     self.save()
             if self.stop_reason is not None:
+                # No extra evaluation: it would move the evaluation seeds, the switch rule and
+                # best.pt, and the resumed run would no longer be the uninterrupted one.
                 self.logger.message(f"stopped at step {self.env_step}: {self.stop_reason}")
-            if self.last_eval_step != self.env_step:
+            elif self.last_eval_step != self.env_step:
                 self._evaluate()
-            self.save()
+            if self.last_save_step != self.env_step:
+                self.save()
             summary = self._write_summary()
             self._plot()
             self._hook("end", summary)
@@ -282,6 +286,7 @@ class Trainer:
         self._tick()
         path = self.run_dir / "checkpoints" / "latest.pt"
         atomic_save(run_state.snapshot(self), path)
+        self.last_save_step = self.env_step
         self._plot()
         self._hook("checkpoint", {"path": str(path)})
 

@@ -64,3 +64,11 @@ class UnboundedActionEnv(PointEnv):
 
 def not_an_env() -> int:
     return 3
+
+
+class Registered(PointEnv):
+    """Also registered below under its own name, unversioned, with a time limit: "custom_envs:Registered"
+    means the registration (gymnasium's form), not the bare class."""
+
+
+gym.register("Registered", entry_point=Registered, max_episode_steps=7)

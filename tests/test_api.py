@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import (
@@ -19,12 +21,12 @@ from conftest import (
 import accelerl
 from accelerl import checkpoint
 from accelerl.callbacks import Callback, Callbacks, StopOnReturn, SwitchWhen
-from accelerl.envs import probe_env
+from accelerl.envs import custom, probe_env
 from accelerl.envs.custom import env_name
 from accelerl.errors import AccelerlError, ConfigError
 
 TESTS = Path(__file__).resolve().parent
-SHORT = {"eval_every": 200, "eval_episodes": 1, "checkpoint_every": 400, "bc_every": 100, "bc_updates": 2}
+SHORT = {"eval_every": 200, "eval_episodes": 1, "checkpoint_every": 500, "bc_every": 100, "bc_updates": 2}
 
 
 class Recorder(Callback):
@@ -69,7 +71,7 @@ def test_callbacks_see_the_run_in_order_and_a_user_rule_switches_where_it_chose(
     assert [e[1] for e in evals] == [0, 200, 400, 600, 800, 1000]
     assert all(e[2] == ("accelerator", "transformer") for e in evals[:3])
     assert all(e[2] == ("transformer",) for e in evals[3:])  # stage 2 evaluates the acting policy
-    assert [e[1] for e in rec.events if e[0] == "checkpoint"] == [0, 400, 800, 1000]
+    assert [e[1] for e in rec.events if e[0] == "checkpoint"] == [0, 500, 1000]  # 1000 is due and last: once
     assert [e[1] for e in rec.events if e[0] == "step"] == [250, 500, 750, 1000]
     # order within a step: evaluation before the step hooks before the switch (at 550: step, switch)
     assert rec.events.index(("evaluation", 400, ("accelerator", "transformer"))) < rec.events.index(("step", 500))
@@ -81,21 +83,22 @@ def test_callbacks_see_the_run_in_order_and_a_user_rule_switches_where_it_chose(
 
 
 def test_a_stop_request_ends_with_a_checkpoint_that_resumes_like_an_uninterrupted_run(tmp_path):
-    """Stopped at the evaluation of step 400 (GTrXL transformer blocks), then resumed: the metrics
-    are those of a run that was never stopped."""
+    """Stopped between evaluations and checkpoints (step 250; GTrXL transformer blocks), then
+    resumed: the metrics are those of a run that was never stopped."""
 
-    class StopAt400(Callback):
-        def on_evaluation(self, e):
-            if e.env_step == 400:
-                e.request_stop("enough")
+    def stop_at_250(e):
+        if e.kind == "step" and e.env_step == 250:
+            e.request_stop("enough")
 
+    stop_at_250.every_steps = 50  # a plain function gets step events when it says how often
     overrides = {"transformer": "gtrxl", **SHORT}
     full = accelerl.train(tiny_config(tmp_path / "full", **overrides), run_dir=tmp_path / "full")
     stopped = accelerl.train(tiny_config(tmp_path / "cut", **overrides), run_dir=tmp_path / "cut",
-                             callbacks=[StopAt400()])
-    assert stopped.stop_reason == "enough" and stopped.summary["env_steps"] == 400
+                             callbacks=[stop_at_250])
+    assert stopped.stop_reason == "enough" and stopped.summary["env_steps"] == 250
     assert read_summary(tmp_path / "cut")["stop_reason"] == "enough"
-    assert checkpoint.load(stopped.checkpoint)["env_step"] == 400
+    assert checkpoint.load(stopped.checkpoint)["env_step"] == 250
+    assert max(int(r["env_step"]) for r in read_metrics(tmp_path / "cut")) == 200  # no extra evaluation
     resumed = accelerl.resume(tmp_path / "cut")
     assert resumed.summary["env_steps"] == 1000 and resumed.stop_reason is None
     assert comparable(read_metrics(tmp_path / "cut")) == comparable(read_metrics(tmp_path / "full"))
@@ -130,10 +133,25 @@ def test_events_are_read_only_and_plain_functions_are_callbacks():
         Callbacks([SwitchWhen(lambda e: True, every_steps=0)], Path("."))
 
 
-def test_a_switch_request_outside_stage_1_changes_nothing():
+def test_a_switch_rule_is_asked_in_stage_1_after_the_initial_evaluation():
     cbs = Callbacks([SwitchWhen(lambda e: True, every_steps=1)], Path("."))
     assert cbs.fire("step", 10, "stage2", {}).switch is None
+    assert cbs.fire("evaluation", 0, "stage1", {"initial": True, "returns": {}}).switch is None
     assert cbs.fire("step", 10, "stage1", {}).switch == "user switch rule"
+    assert cbs.fire("evaluation", 10, "stage1", {"initial": False, "returns": {}}).switch == "user switch rule"
+
+
+def test_plain_functions_get_step_events_only_when_they_say_how_often():
+    def every_event(e):
+        pass
+
+    def every_100(e):
+        pass
+
+    every_100.every_steps = 100
+    cbs = Callbacks([every_event, every_100], Path("."))
+    assert [cb.fn for cb in cbs.due_for_step(200, 1)] == [every_100]
+    assert cbs.due_for_step(201, 1) == []
 
 
 def test_train_refuses_an_existing_run_and_unknown_settings(tmp_path):
@@ -162,6 +180,29 @@ def test_an_entry_point_env_trains_both_stages_and_resumes_from_the_command_line
     assert {"stage1", "stage2"} <= stages
 
 
+def test_distinct_callables_never_share_an_id():
+    def make_a():
+        return None
+
+    lambdas = [lambda: 1, lambda: 2]
+    names = [env_name(f) for f in lambdas]
+    assert names[0] != names[1] and all(n.startswith("python:") for n in names)
+    assert env_name(lambdas[0]) == names[0]  # the same object keeps its id
+    assert env_name(make_a) == env_name(make_a)
+
+
+def test_a_module_that_registers_an_unversioned_id_keeps_gymnasiums_meaning():
+    """gymnasium's "module:EnvId": import the module, make the id it registered (with its
+    TimeLimit), even where the module also has an attribute of that name."""
+    import gymnasium as gym
+
+    from accelerl.envs.custom import make_gym
+
+    env = make_gym("custom_envs:Registered")
+    assert env.spec.max_episode_steps == 7 and env.spec.id == "Registered"
+    assert "Registered" in gym.registry
+
+
 def test_env_forms_resolve_to_the_same_task():
     from custom_envs import PointEnv, make_point_env
 
@@ -172,7 +213,7 @@ def test_env_forms_resolve_to_the_same_task():
         assert (spec.obs_dim, spec.act_dim) == (3, 2) and spec.action_low == pytest.approx((-0.2, -0.1))
 
 
-def test_a_bare_callable_trains_and_resumes_only_when_given_again(tmp_path):
+def test_a_bare_callable_trains_and_resumes_only_when_given_again(tmp_path, monkeypatch):
     from custom_envs import PointEnv
 
     def make():  # a local function: no entry point another process could import
@@ -185,6 +226,10 @@ def test_a_bare_callable_trains_and_resumes_only_when_given_again(tmp_path):
     with pytest.raises(ConfigError, match="was trained on env"):
         accelerl.resume(tmp_path, env=PointEnv, total_steps=400)
     assert accelerl.resume(tmp_path, env=make, total_steps=400).summary["env_steps"] == 400
+    # a new process knows no callables: the same one, given again, takes over the run's id
+    monkeypatch.setattr(custom, "_CALLABLES", {})
+    assert accelerl.load_policy(tmp_path, "accelerator", env=make).predict(np.zeros(3, np.float32)).shape == (2,)
+    assert accelerl.resume(tmp_path, env=make, total_steps=500).summary["env_steps"] == 500
     with pytest.raises(ConfigError, match="worker processes"):
         accelerl.train(run_dir=tmp_path / "async", env=make, vector_env="async", num_envs=2,
                        buffer_size=2000, batch_size=32, bc_batch_size=32)
@@ -198,9 +243,14 @@ def test_a_bare_callable_trains_and_resumes_only_when_given_again(tmp_path):
     ("no_such_module:Env", "cannot import module 'no_such_module'"),
     ("custom_envs:not_an_env", "must inherit from the gymnasium.Env"),
 ])
-def test_envs_accelerl_cannot_train_get_one_clear_line(env, needle):
-    rc, _, err = run_cli(["train", "--env", env, "--device", "cpu"], cwd=TESTS)
-    assert_one_error_line(rc, err, needle)
+def test_envs_accelerl_cannot_train_are_refused_up_front(env, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        probe_env(env, None)
+
+
+def test_an_env_accelerl_cannot_train_is_one_line_on_the_command_line():
+    rc, _, err = run_cli(["train", "--env", "custom_envs:DiscreteEnv", "--device", "cpu"], cwd=TESTS)
+    assert_one_error_line(rc, err, "Discrete action space")
 
 
 

@@ -23,7 +23,7 @@ from accelerl.policy import load_policy
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"hidden_size": 32, "hidden_layers": 2, "d_model": 32, "d_ff": 64, "n_heads": 2, "device": "cpu"}
 CASES = {  # name -> (config overrides, policy)
-    "mlp-td3": ({"env": "Pendulum-v1", "mode": "accelerator"}, "accelerator"),
+    "mlp-td3-asymmetric-bounds": ({"env": "custom_envs:PointEnv", "mode": "accelerator"}, "accelerator"),
     "lstm-sac-masked": ({"env": "Pendulum-v1", "obs_mask": "velocities", "context": 4, "algo": "sac"}, "accelerator"),
     "transformer-td3-masked": ({"env": "Pendulum-v1", "obs_mask": "velocities", "context": 4}, "transformer"),
     "gtrxl-sac": ({"env": "Pendulum-v1", "transformer": "gtrxl", "algo": "sac", "n_layers": 2}, "transformer"),
@@ -72,9 +72,9 @@ def windows(episode: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
 def record(policy, steps: int = 25, episodes: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """(observations fed, actions Policy.predict gave) of short episodes. State tasks feed the
     raw env's observations (the model applies the mask); pixel tasks make_env()'s."""
-    import gymnasium as gym
+    from accelerl.envs.custom import make_gym
 
-    env = policy.make_env() if policy.spec.pixels else gym.make(policy.cfg.env)
+    env = policy.make_env() if policy.spec.pixels else make_gym(policy.cfg.env)
     out = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=100 + ep)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from accelerl.nets.encoders import GRUGate, TransformerEncoder, _Block, _GatedBlock
+from accelerl.nets.encoders import GRUGate, TransformerEncoder, _GatedBlock
 from accelerl.stages import Trainer
 
 D, C = 32, 5
@@ -24,7 +24,7 @@ def test_a_gated_block_starts_near_the_identity():
     block = _GatedBlock(D, 2, 64, 0.0).eval()
     gate = block.gate1
     with torch.no_grad():
-        y = torch.relu(torch.randn(4, C, D))
+        y = torch.relu(block.attend(x, _allowed(), last_only=False)[1])  # what the first gate reads
         z = torch.sigmoid(gate.w(y).chunk(3, -1)[1] + gate.u(x).chunk(2, -1)[1] - gate.gate_bias)
         change = (block(x, _allowed(), last_only=False) - x).norm() / x.norm()
         for g in (block.gate1, block.gate2):

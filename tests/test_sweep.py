@@ -99,3 +99,15 @@ def test_ray_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ConfigError, match=r"pip install 'accelerl\[ray\]'"):
         require_ray()
+
+
+def test_a_sweep_over_a_users_env_entry_point(tmp_path):
+    """`--env module:EnvClass` reaches every run's subprocess (started in the user's folder)."""
+    from pathlib import Path
+
+    out = tmp_path / "sweep"
+    train = [a if a != "Pendulum-v1" else "custom_envs:PointEnv" for a in TRAIN]
+    rc, _, err = run_cli(["sweep", "--grid", "seed", "0", "1", "--jobs", "2", "--out", out, "--", *train],
+                         cwd=Path(__file__).resolve().parent)
+    assert rc == 0, err
+    assert [(r["seed"], r["status"], r["env_steps"]) for r in results(out)] == [("0", "ran", "300"), ("1", "ran", "300")]

@@ -52,8 +52,32 @@ def env_name(env: str | Callable[..., gym.Env]) -> str:
                 return entry
         except ConfigError:
             pass
-    name = PYTHON_PREFIX + (qualname or type(env).__name__).replace("<", "").replace(">", "")
+    for name, known in _CALLABLES.items():
+        if known is env:
+            return name
+    base = PYTHON_PREFIX + (qualname or type(env).__name__).replace("<", "").replace(">", "")
+    name, n = base, 1
+    while name in _CALLABLES:  # another lambda of the same name: never hand out its env
+        n += 1
+        name = f"{base}-{n}"
     _CALLABLES[name] = env
+    return name
+
+
+def adopt(env: str | Callable[..., gym.Env], saved: str) -> str:
+    """For a resume or a loaded policy in a new process: ``env`` stands for the run's ``saved``
+    env. A callable takes over a ``python:`` id of its own name (the process that trained the run
+    may have numbered it); anything else must name the same env."""
+    if is_python_env(saved) and callable(env) and not isinstance(env, str):
+        base = re.sub(r"-\d+$", "", saved)
+        own = PYTHON_PREFIX + (getattr(env, "__qualname__", None) or type(env).__name__).replace("<", "").replace(">", "")
+        if own != base:
+            raise ConfigError(f"the run was trained on env {saved!r}, not {own!r}")
+        _CALLABLES[saved] = env
+        return saved
+    name = env_name(env)
+    if name != saved:
+        raise ConfigError(f"the run was trained on env {saved!r}, not {name!r}")
     return name
 
 
@@ -82,6 +106,14 @@ def _resolve(entry: str) -> Callable[..., gym.Env]:
     return obj
 
 
+def _registered_by_module(env_id: str) -> bool:
+    """gymnasium's own ``module:EnvId`` form: importing the module registers EnvId (then
+    ``gym.make`` makes it, with its TimeLimit and kwargs); it wins over an attribute of that name."""
+    module, name = env_id.split(":")
+    _import(module)
+    return name in gym.registry
+
+
 def make_gym(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` for ids, entry points and registered callables, with gymnasium's checks and
     wrappers; errors are one-line ConfigErrors."""
@@ -92,7 +124,7 @@ def make_gym(env_id: str, **kwargs: Any) -> gym.Env:
         if creator is None:
             raise ConfigError(f"env {env_id!r} was a Python callable of another process; pass the same callable "
                               "again (accelerl.resume(run_dir, env=...)), or use a 'module:EnvClass' entry point")
-    elif is_entry_point(env_id):
+    elif is_entry_point(env_id) and not _registered_by_module(env_id):
         creator = _resolve(env_id)
     else:
         try:
