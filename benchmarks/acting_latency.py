@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, machine_line, replace_section, write_csv  # noqa: E402
+from common import command_line, machine_line, replace_section, write_csv
 
-from accelerl.config import build_config  # noqa: E402
-from accelerl.envs import probe_for  # noqa: E402
-from accelerl.export import export_loaded  # noqa: E402
-from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor  # noqa: E402
-from accelerl.policy import Policy  # noqa: E402
+from accelerl.config import build_config
+from accelerl.envs import probe_for
+from accelerl.export import export_loaded
+from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
+from accelerl.policy import Policy
 
 POLICIES = {  # name -> (config overrides, which actor)
     "MLP accelerator": ({}, "accelerator"),
@@ -58,9 +58,41 @@ def median_us(fn, calls: int) -> float:
     return statistics.median(times) * 1e6
 
 
+def time_policy(policy: Policy, paths: dict[str, Path], raw_obs: np.ndarray, calls: int) -> dict[str, float]:
+    """Median µs of one acting step of each form, all on the same first-step window."""
+    import onnxruntime as ort
+
+    c = policy.context
+    window = np.repeat(raw_obs[None, None].astype(np.float32), c, axis=1)
+    mask = np.zeros((1, c), bool)
+    mask[:, -1] = True
+    policy.reset()
+    policy.predict(raw_obs)
+    net_window, net_mask = policy._tracker.window()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(paths["onnx"]), options, providers=["CPUExecutionProvider"])
+    scripted = torch.jit.load(str(paths["torchscript"]))
+    tw, tm = torch.from_numpy(window), torch.from_numpy(mask)
+
+    def eager_actor():
+        with torch.inference_mode():
+            policy.actor.act(net_window, net_mask)
+
+    def torchscript():
+        with torch.inference_mode():
+            scripted(tw, tm)
+
+    return {
+        "Policy.predict": median_us(lambda: policy.predict(raw_obs), calls),
+        "eager actor": median_us(eager_actor, calls),
+        "TorchScript": median_us(torchscript, calls),
+        "ONNX Runtime": median_us(lambda: session.run(None, {"window": window, "mask": mask}), calls),
+    }
+
+
 def measure(env: str, calls: int, workdir: Path) -> list[dict]:
     import gymnasium as gym
-    import onnxruntime as ort
 
     rows = []
     raw_obs, _ = gym.make(env).reset(seed=0)
@@ -68,34 +100,8 @@ def measure(env: str, calls: int, workdir: Path) -> list[dict]:
         policy = build_policy(env, overrides, which)
         paths = {fmt: export_loaded(policy, which, fmt, workdir / f"{len(rows)}{ext}")
                  for fmt, ext in (("onnx", ".onnx"), ("torchscript", ".pt"))}
-        c = policy.context
-        obs_in = len(raw_obs)
-        window = np.repeat(raw_obs[None, None].astype(np.float32), c, axis=1)
-        mask = np.ones((1, c), bool)
-        policy.reset()
-        policy.predict(raw_obs)
-        net_window, net_mask = policy._tracker.window()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(paths["onnx"]), options, providers=["CPUExecutionProvider"])
-        scripted = torch.jit.load(str(paths["torchscript"]))
-        tw, tm = torch.from_numpy(window), torch.from_numpy(mask)
-
-        def eager_actor():
-            with torch.inference_mode():
-                policy.actor.act(net_window, net_mask)
-
-        def torchscript():
-            with torch.inference_mode():
-                scripted(tw, tm)
-
-        timings = {
-            "Policy.predict": median_us(lambda: policy.predict(raw_obs), calls),
-            "eager actor": median_us(eager_actor, calls),
-            "TorchScript": median_us(torchscript, calls),
-            "ONNX Runtime": median_us(lambda: session.run(None, {"window": window, "mask": mask}), calls),
-        }
-        rows.append({"policy": name, "context": c, "obs_dim": obs_in,
+        timings = time_policy(policy, paths, raw_obs, calls)
+        rows.append({"policy": name, "context": policy.context, "obs_dim": len(raw_obs),
                      **{k: round(v, 1) for k, v in timings.items()}})
         print(rows[-1], flush=True)
     return rows
@@ -120,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     body = "\n".join([
         "Median µs per acting step at batch 1, one thread (lower is better):", "", *lines, "",
-        f"Command: `{command_line('acting_latency.py', argv)}`; machine: {machine_line(1).split(';')[0]}, one thread; torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}; untrained weights at the paper's sizes (d_model 256, hidden 256).",
+        f"Command: `{command_line('acting_latency.py', argv)}`; machine: {machine_line(1).split(';')[0]}, one thread; "
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; untrained weights at the paper's sizes "
+        "(d_model 256, hidden 256).",
     ])
     print(body)
     if args.write_docs:

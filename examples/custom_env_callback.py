@@ -10,6 +10,7 @@ every evaluation, and stops the run once the transformer is good enough.
 from __future__ import annotations
 
 import argparse
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +22,7 @@ class Reacher2D(gym.Env):
     """A point pushed toward a goal it sees only as a relative position: obs (dx, dy), action a
     velocity in [-0.1, 0.1]^2, reward -distance, 50 steps an episode."""
 
-    metadata: dict = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self) -> None:
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
