@@ -54,12 +54,14 @@ class Recorder(Callback):
         self.events.append(("end", e.env_step))
 
 
-def test_callbacks_see_the_run_in_order_and_a_user_rule_switches_where_it_chose(tmp_path):
+def test_callbacks_see_the_run_in_order_and_a_user_rule_switches_where_it_chose(tmp_path, monkeypatch):
+    from accelerl.switch import SwitchRule
+
     rec = Recorder()
-    # the built-in rule would switch at the first evaluation after learning starts (ratio and
-    # plateau trivially met); the user's rule stands in for it and picks step 550
-    cfg = tiny_config(tmp_path, stage1_steps="auto", switch_max_steps=1000, switch_ratio=1e-6, switch_plateau=10.0,
-                      switch_patience=1, **SHORT)
+    # the built-in rule, made to say "switch" at every evaluation, must stand aside for the
+    # user's rule, which picks step 550
+    monkeypatch.setattr(SwitchRule, "observe", lambda self, *a: (True, "built-in rule"))
+    cfg = tiny_config(tmp_path, stage1_steps="auto", switch_max_steps=1000, **SHORT)
     rule = SwitchWhen(lambda e: e.env_step >= 550 and "at 550", every_steps=50)
     result = accelerl.train(cfg, run_dir=tmp_path, callbacks=[rec, rule])
 
