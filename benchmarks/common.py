@@ -101,3 +101,18 @@ def command_line(script: str, argv: list[str] | None) -> str:
     """The command that regenerates a result, exactly as it was given (bar --write-docs)."""
     given = list(sys.argv[1:] if argv is None else argv)
     return f"python benchmarks/{script} " + shlex.join(a for a in given if a != "--write-docs")
+
+
+def save_figure(fig, ax, title: str, path: Path, ylabel: str = "eval return") -> Path:
+    """Title, axes, grid and legend of a learning-curve figure; written to ``path`` and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -30,7 +30,7 @@ from accelerl.stats import area_under_curve, bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import command_line, machine_line, replace_section, run_parallel, write_csv  # noqa: E402
+from common import command_line, machine_line, replace_section, run_parallel, save_figure, write_csv  # noqa: E402
 
 BUDGETS = {
     # small: under an hour on 2 CPU cores with --jobs 2 (the transformer runs at ~30 env steps/s there)
@@ -55,6 +55,27 @@ def curve(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray]:
     steps, returns = steps[order], returns[order]
     keep = np.r_[steps[1:] != steps[:-1], True]  # one value per step (the last logged)
     return steps[keep], returns[keep]
+
+
+def run_record(run_dir: Path, mode: str) -> dict:
+    """One finished run: its curve of the policy the mode is for, final return, area under the
+    curve, switch step and wall time."""
+    steps, returns = curve(run_dir, mode)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"final": returns[-1], "auc": area_under_curve(steps, returns), "wall_time_s": summary["wall_time_s"],
+            "switch_step": summary["switch_step"], "steps": steps, "returns": returns}
+
+
+def interval_cells(runs: list[dict]) -> str:
+    """'final [low, high] | area [low, high]' over the runs (mean, or IQM with >= 5)."""
+    fin, auc = bootstrap(np.array([r["final"] for r in runs])), bootstrap(np.array([r["auc"] for r in runs]))
+    return f"{fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | {auc.point:.0f} [{auc.low:.0f}, {auc.high:.0f}]"
+
+
+def aligned(runs: list[dict]) -> tuple[list[int], np.ndarray]:
+    """The evaluation steps every run has, and each run's returns at them ([runs, steps])."""
+    common = sorted(set.intersection(*(set(r["steps"].tolist()) for r in runs)))
+    return common, np.array([[r["returns"][list(r["steps"]).index(s)] for s in common] for r in runs])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,11 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     per_run = []
     for (task, algo, mode, seed), _, run_dir in jobs:
-        steps, returns = curve(run_dir, mode)
-        summary = json.loads((run_dir / "summary.json").read_text())
-        per_run.append({"task": task, "algo": algo, "mode": mode, "seed": seed, "final": returns[-1],
-                        "auc": area_under_curve(steps, returns), "wall_time_s": summary["wall_time_s"],
-                        "switch_step": summary["switch_step"], "steps": steps, "returns": returns})
+        per_run.append({"task": task, "algo": algo, "mode": mode, "seed": seed, **run_record(run_dir, mode)})
     write_csv(results_dir / "learning.csv", per_run,
               ["task", "algo", "mode", "seed", "final", "auc", "wall_time_s", "switch_step"])
 
@@ -122,11 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     for r in per_run:
         groups.setdefault((r["task"], r["algo"], r["mode"]), []).append(r)
     for (task, algo, mode), runs in groups.items():
-        fin = bootstrap(np.array([r["final"] for r in runs]))
-        auc = bootstrap(np.array([r["auc"] for r in runs]))
         wall = np.mean([r["wall_time_s"] for r in runs])
-        lines.append(f"| {task} | {algo} | {mode} | {fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | "
-                     f"{auc.point:.0f} [{auc.low:.0f}, {auc.high:.0f}] | {wall:.0f} |")
+        lines.append(f"| {task} | {algo} | {mode} | {interval_cells(runs)} | {wall:.0f} |")
     figures = plot_groups(groups, results_dir)
     lines += ["", *[f"![{f.stem}]({os.path.relpath(f, ROOT / 'docs')})" for f in figures]]
     table = "\n".join(lines)
@@ -148,21 +162,11 @@ def plot_groups(groups: dict[tuple, list[dict]], out_dir: Path) -> list[Path]:
             runs = groups.get((task, algo, mode))
             if not runs:
                 continue
-            common = sorted(set.intersection(*(set(r["steps"].tolist()) for r in runs)))
-            table = np.array([[r["returns"][list(r["steps"]).index(s)] for s in common] for r in runs])
+            common, table = aligned(runs)
             est = [bootstrap(table[:, i]) for i in range(len(common))]
             ax.plot(common, [e.point for e in est], label=f"{mode} ({policy_of(mode)})")
             ax.fill_between(common, [e.low for e in est], [e.high for e in est], alpha=0.2)
-        ax.set_title(f"{task} {algo}")
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out_dir / f"learning-{task}-{algo}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figures.append(path)
+        figures.append(save_figure(fig, ax, f"{task} {algo}", out_dir / f"learning-{task}-{algo}.png"))
     return figures
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import common  # noqa: E402
 from common import add_run_args, base_flags, command_line, machine_line, replace_section, run_parallel, write_csv  # noqa: E402
 
 MODES = ("accelerate", "scratch")
@@ -59,15 +60,7 @@ def plot_curves(curves: dict[tuple[str, int], list[tuple[int, float, float]]], t
             steps, _, values = zip(*curves[mode, seed], strict=True)
             ax.plot(steps, values, color=colour, alpha=0.8, marker=".", label=mode if i == 0 else None)
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label="target")
-    ax.set_title(title)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(f"transformer eval {metric}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return common.save_figure(fig, ax, title, path, ylabel=f"transformer eval {metric}")
 
 
 def main(argv: list[str] | None = None) -> None:

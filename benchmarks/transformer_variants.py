@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from accelerl.stats import area_under_curve, bootstrap
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import command_line, machine_line, replace_section, run_parallel, write_csv  # noqa: E402
-from learning import curve  # noqa: E402
+from common import command_line, machine_line, replace_section, run_parallel, save_figure, write_csv  # noqa: E402
+from learning import aligned, interval_cells, run_record  # noqa: E402
 
 # task -> train flags of its budget (the quick preset underneath)
 TASKS = {
@@ -65,11 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     per_run, groups = [], {}
     for (task, variant, mode, seed), _, run_dir in jobs:
-        steps, returns = curve(run_dir, mode)
-        summary = json.loads((run_dir / "summary.json").read_text())
-        row = {"task": task, "transformer": variant, "mode": mode, "seed": seed, "final": returns[-1],
-               "auc": area_under_curve(steps, returns), "switch_step": summary["switch_step"],
-               "wall_time_s": summary["wall_time_s"], "steps": steps, "returns": returns}
+        row = {"task": task, "transformer": variant, "mode": mode, "seed": seed, **run_record(run_dir, mode)}
         per_run.append(row)
         groups.setdefault((task, variant, mode), []).append(row)
     write_csv(results_dir / "transformer-variants.csv", per_run,
@@ -81,10 +74,8 @@ def main(argv: list[str] | None = None) -> None:
              "| task | transformer | mode | final return | area under curve | switch step | wall time (s) |",
              "|---|---|---|---|---|---|---|"]
     for (task, variant, mode), runs in groups.items():
-        fin, auc = bootstrap(np.array([r["final"] for r in runs])), bootstrap(np.array([r["auc"] for r in runs]))
         switches = ", ".join(str(r["switch_step"]) for r in runs) if mode == "accelerate" else "–"
-        lines.append(f"| {task} | {variant} | {mode} | {fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | "
-                     f"{auc.point:.0f} [{auc.low:.0f}, {auc.high:.0f}] | {switches} | "
+        lines.append(f"| {task} | {variant} | {mode} | {interval_cells(runs)} | {switches} | "
                      f"{np.mean([r['wall_time_s'] for r in runs]):.0f} |")
     figures = plot(groups, results_dir)
     lines += ["", *[f"![{f.stem}]({os.path.relpath(f, ROOT / 'docs')})" for f in figures]]
@@ -106,20 +97,11 @@ def plot(groups: dict[tuple, list[dict]], out_dir: Path) -> list[Path]:
         for (t, variant, mode), runs in sorted(groups.items()):
             if t != task:
                 continue
-            common = sorted(set.intersection(*(set(r["steps"].tolist()) for r in runs)))
-            table = np.array([[r["returns"][list(r["steps"]).index(s)] for s in common] for r in runs])
+            common, table = aligned(runs)
             ax.plot(common, table.mean(axis=0), label=f"{variant}, {mode}",
                     linestyle="-" if mode == "accelerate" else "--", color="C0" if variant == "gpt" else "C3")
-        ax.set_title(f"{task}: transformer return ({len(runs)} seed(s))")
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out_dir / f"transformer-variants-{task}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figures.append(path)
+        figures.append(save_figure(fig, ax, f"{task}: transformer return (mean of {len(runs)} seed(s))",
+                                   out_dir / f"transformer-variants-{task}.png"))
     return figures
 
 
