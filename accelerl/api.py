@@ -7,7 +7,6 @@ Same validation, run folder, checkpoints and resume as the command line; errors 
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,10 +44,9 @@ class TrainResult:
 
     def policy(self, which: str | None = None, checkpoint: str = "latest", device: str = "cpu"):
         """``accelerl.Policy`` of the transformer (default, when the run has one) or the accelerator."""
-        from accelerl.policy import load_policy
+        from accelerl.policy import load_policy, policy_of
 
-        which = which or ("accelerator" if self.config.mode == "accelerator" else "transformer")
-        return load_policy(self.run_dir, which, checkpoint, device)
+        return load_policy(self.run_dir, which or policy_of(self.config.mode), checkpoint, device)
 
 
 def _field_names() -> set[str]:
@@ -64,20 +62,18 @@ def _check_keys(values: dict[str, Any], what: str) -> None:
 def make_config(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
     """Defaults <- preset <- ``config`` <- ``overrides``, validated. A TrainConfig is taken as a
     complete set of values (its preset is not applied again); a dict like command-line flags."""
-    if "env" in overrides:
-        overrides["env"] = env_name(overrides["env"])
     _check_keys(overrides, "setting")
-    if isinstance(config, TrainConfig):
-        values = {**config.to_dict(), **overrides}
-        if "env" in values:
-            values["env"] = env_name(values["env"])
-        return TrainConfig(**values).validate()
-    base = dict(config or {})
-    base.pop("version", None)
-    if "env" in base:
-        base["env"] = env_name(base["env"])
-    _check_keys(base, "config key")
-    return build_config({**base, **overrides})
+    complete = isinstance(config, TrainConfig)
+    if complete:
+        values = config.to_dict()
+    else:
+        values = dict(config or {})
+        values.pop("version", None)
+        _check_keys(values, "config key")
+    values.update(overrides)
+    if "env" in values:
+        values["env"] = env_name(values["env"])
+    return TrainConfig(**values).validate() if complete else build_config(values)
 
 
 def train(config: TrainConfig | dict[str, Any] | None = None, *, run_dir: str | Path,
@@ -134,4 +130,4 @@ def _run(cfg: TrainConfig, run_dir: Path, state: dict | None, callbacks: Iterabl
     checkpoint.atomic_write_text(cfg.to_json() + "\n", run_dir / "config.json")
     print(f"accelerl: run directory {run_dir}", file=sys.stderr)
     summary = trainer.run(state)
-    return TrainResult(run_dir, json.loads(json.dumps(summary)), cfg)
+    return TrainResult(run_dir, summary, cfg)

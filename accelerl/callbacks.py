@@ -17,6 +17,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+
+def crossed(env_step: int, num_envs: int, every: int) -> bool:
+    """Whether the vector step that ended at ``env_step`` (``num_envs`` env steps) passed a
+    multiple of ``every``: the schedule of evaluations, checkpoints and step hooks alike."""
+    return env_step // every != (env_step - num_envs) // every
+
+
 HOOKS = ("on_start", "on_step", "on_evaluation", "on_switch", "on_checkpoint", "on_end")
 
 
@@ -142,8 +149,8 @@ class Callbacks:
 
     def due_for_step(self, env_step: int, num_envs: int) -> list[Any]:
         """Callbacks whose ``every_steps`` boundary was crossed by the last vector step."""
-        return [cb for cb in self.items if getattr(cb, "every_steps", None)
-                and env_step // cb.every_steps != (env_step - num_envs) // cb.every_steps]
+        return [cb for cb in self.items
+                if getattr(cb, "every_steps", None) and crossed(env_step, num_envs, cb.every_steps)]
 
     def fire(self, kind: str, env_step: int, stage: str, metrics: Mapping[str, Any],
              only: list[Any] | None = None) -> Control:

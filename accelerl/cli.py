@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from accelerl.envs.factory import is_maniskill
-    from accelerl.policy import load_policy
+    from accelerl.policy import load_policy, policy_of
     from accelerl.stages import resolve_device
 
     if args.episodes < 1:
@@ -133,7 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policy_name = args.policy
     saved = read_run_config(run_dir)
     if policy_name is None:
-        policy_name = "accelerator" if saved.get("mode") == "accelerator" else "transformer"
+        policy_name = policy_of(str(saved.get("mode")))
     if args.video and not is_maniskill(str(saved.get("env", ""))):  # ManiSkill renders through Vulkan
         from accelerl.envs.pixels import choose_gl_backend
 

@@ -97,13 +97,14 @@ def example_inputs(context: int, obs_in: int, batch: int = 2) -> tuple[torch.Ten
     return window, mask
 
 
-def metadata(policy: Policy, which: str, fmt: str, obs_in: int, run_dir: Path | None) -> dict[str, Any]:
+def metadata(policy: Policy, which: str, fmt: str, model: DeployablePolicy, run_dir: Path | None) -> dict[str, Any]:
+    obs_in = model.obs_in
     spec, cfg = policy.spec, policy.cfg
     return {
         "format": fmt, "policy": which, "run": str(run_dir) if run_dir else None, "env": cfg.env, "algo": cfg.algo,
         "context": policy.context, "obs_dim": obs_in, "act_dim": spec.act_dim,
         "obs_mask": cfg.obs_mask, "mask_indices": list(spec.keep) if spec.keep is not None else None,
-        "mask_applied_inside": spec.keep is not None and obs_in != spec.obs_dim,
+        "mask_applied_inside": model.select,
         "action_low": list(spec.action_low), "action_high": list(spec.action_high),
         "pixels": spec.pixels, "image_size": spec.image_size or None,
         "frame_stack": cfg.frame_stack if cfg.accelerator_kind == "cnn" and which == "accelerator" else None,
@@ -180,13 +181,13 @@ def export_policy(run_dir: str | Path, fmt: str, which: str | None = None, out: 
                   checkpoint: str = "latest") -> Path:
     """Write RUN's policy as a standalone model (+ ``<model>.json``); returns the model's path."""
     from accelerl.config import read_run_config
-    from accelerl.policy import load_policy
+    from accelerl.policy import load_policy, policy_of
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     run_dir = Path(run_dir)
     if which is None:
-        which = "accelerator" if read_run_config(run_dir).get("mode") == "accelerator" else "transformer"
+        which = policy_of(str(read_run_config(run_dir).get("mode")))
     policy = load_policy(run_dir, which, checkpoint, "cpu")
     path = Path(out) if out is not None else run_dir / "export" / f"{which}{FORMATS[fmt]}"
     return export_loaded(policy, which, fmt, path, run_dir)
@@ -202,6 +203,6 @@ def export_loaded(policy: Policy, which: str, fmt: str, path: Path, run_dir: Pat
     model = DeployablePolicy(policy, obs_in).eval().requires_grad_(False)
     (_export_onnx if fmt == "onnx" else _export_torchscript)(model, path, obs_in)
     _check_against_eager(model, path, fmt, obs_in)
-    meta = metadata(policy, which, fmt, obs_in, run_dir)
+    meta = metadata(policy, which, fmt, model, run_dir)
     atomic_write_text(json.dumps(meta, indent=2) + "\n", path.with_name(path.name + ".json"))
     return path

@@ -103,6 +103,11 @@ class Policy:
         return result
 
 
+def policy_of(mode: str) -> str:
+    """The policy a run of ``mode`` is for: the accelerator in --mode accelerator, else the transformer."""
+    return "accelerator" if mode == "accelerator" else "transformer"
+
+
 def load_policy(run_dir: str | Path, which: str = "transformer", checkpoint_name: str = "latest",
                 device: str = "cpu", env=None) -> Policy:
     """A run's policy. ``env``: the callable a ``python:`` run was trained on (another process

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from accelerl import __version__, run_state
-from accelerl.callbacks import Callbacks, Control
+from accelerl.callbacks import Callbacks, Control, crossed
 from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, remove_stale_temporaries
 from accelerl.collect import Collector, check_replay_fits
 from accelerl.config import TrainConfig
@@ -109,7 +109,12 @@ class Trainer:
         return {"accelerator": self.accelerator}
 
     def _due(self, every: int) -> bool:
-        return self.env_step // every != (self.env_step - self.num_envs) // every
+        return crossed(self.env_step, self.num_envs, every)
+
+    @property
+    def _stage_sps(self) -> float:
+        """Env steps per second of training time in the current stage."""
+        return self.stage_steps.get(self.stage, 0) / max(self.stage_time.get(self.stage, 0.0), 1e-9)
 
     # ------------------------------------------------------------------------------------- loop
     def run(self, resume_state: dict | None = None) -> dict:
@@ -186,8 +191,8 @@ class Trainer:
     def _step_hooks(self) -> None:
         due = self.callbacks.due_for_step(self.env_step, self.num_envs) if self.callbacks else []
         if due:
-            sps = self.stage_steps.get(self.stage, 0) / max(self.stage_time.get(self.stage, 0.0), 1e-9)
-            self._hook("step", {"train_return": self.collector.mean_train_return(), "steps_per_s": round(sps, 1),
+            self._hook("step", {"train_return": self.collector.mean_train_return(),
+                                "steps_per_s": round(self._stage_sps, 1),
                                 "last_eval": dict(self.last_eval)}, only=due)
 
     def _cap_reason(self) -> str:
@@ -247,7 +252,7 @@ class Trainer:
             self.switch_rule.random_return = rand.mean
             self.logger.log_eval({"env_step": 0, "stage": self.stage, "policy": "random", **rand.as_dict()})
         losses = self.learner.drain_losses(self.buffer, self.env_step)
-        sps = self.stage_steps.get(self.stage, 0) / max(self.stage_time.get(self.stage, 0.0), 1e-9)
+        sps = self._stage_sps
         results = {}
         for name, actor in self._eval_policies().items():
             res = run_episodes(self.eval_env, deterministic(actor), seeds, cfg.window_len, self.device)

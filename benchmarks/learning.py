@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from accelerl.plots import read_metrics
+from accelerl.policy import policy_of
 from accelerl.stats import area_under_curve, bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +42,6 @@ BUDGETS = {
               "eval_episodes": 10, "learning_starts": 25_000},
 }
 MODES = ["accelerate", "scratch", "accelerator"]
-
-
-def policy_of(mode: str) -> str:
-    return "accelerator" if mode == "accelerator" else "transformer"
 
 
 def curve(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray]:

@@ -55,7 +55,7 @@ def env_name(env: str | Callable[..., gym.Env]) -> str:
     for name, known in _CALLABLES.items():
         if known is env:
             return name
-    base = PYTHON_PREFIX + (qualname or type(env).__name__).replace("<", "").replace(">", "")
+    base = _python_name(env)
     name, n = base, 1
     while name in _CALLABLES:  # another lambda of the same name: never hand out its env
         n += 1
@@ -64,13 +64,18 @@ def env_name(env: str | Callable[..., gym.Env]) -> str:
     return name
 
 
+def _python_name(env: Callable[..., gym.Env]) -> str:
+    """``python:<qualified name>`` of a callable (before any number that tells two apart)."""
+    name = getattr(env, "__qualname__", None) or type(env).__name__
+    return PYTHON_PREFIX + name.replace("<", "").replace(">", "")
+
+
 def adopt(env: str | Callable[..., gym.Env], saved: str) -> str:
     """For a resume or a loaded policy in a new process: ``env`` stands for the run's ``saved``
     env. A callable takes over a ``python:`` id of its own name (the process that trained the run
     may have numbered it); anything else must name the same env."""
     if is_python_env(saved) and callable(env) and not isinstance(env, str):
-        base = re.sub(r"-\d+$", "", saved)
-        own = PYTHON_PREFIX + (getattr(env, "__qualname__", None) or type(env).__name__).replace("<", "").replace(">", "")
+        base, own = re.sub(r"-\d+$", "", saved), _python_name(env)
         if own != base:
             raise ConfigError(f"the run was trained on env {saved!r}, not {own!r}")
         _CALLABLES[saved] = env

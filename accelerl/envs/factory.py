@@ -53,10 +53,6 @@ class EnvSpec:
         return self.obs_dim - self.pixel_dims
 
 
-def _make_raw(env_id: str, **kwargs) -> gym.Env:
-    return make_gym(env_id, **kwargs)
-
-
 def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, image_size: int = 64,
               obs: str = "state", control_mode: str = "pd_ee_delta_pos") -> EnvSpec:
     """Check that a task is usable by continuous-control RL and describe it."""
@@ -64,7 +60,7 @@ def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, imag
         return _probe_maniskill(env_id, obs_mask, obs, image_size, control_mode)
     if pixels:
         choose_gl_backend()
-    env = _make_raw(env_id)
+    env = make_gym(env_id)
     try:
         if not isinstance(env.action_space, gym.spaces.Box):
             raise ConfigError(f"{env_id} has a {type(env.action_space).__name__} action space; accelerl needs a Box")
@@ -140,7 +136,7 @@ def make_single_env(spec: EnvSpec, rescale_actions: bool = True, render_mode: st
     elif spec.pixels:
         env = make_pixel_env(spec.env_id, spec.image_size)
     else:
-        env = _make_raw(spec.env_id, render_mode=render_mode)
+        env = make_gym(spec.env_id, render_mode=render_mode)
     if rescale_actions:
         ones = np.ones(env.action_space.shape, dtype=np.float32)
         env = gym.wrappers.RescaleAction(env, -ones, ones)
