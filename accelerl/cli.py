@@ -156,7 +156,7 @@ def _train_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_overrides_parser() -> Callable[[list[str]], dict[str, Any]]:
+def train_overrides_parser() -> Callable[[list[str]], dict[str, Any]]:
     """flags -> the explicit train settings they give (what cmd_train passes to build_config)."""
     parser = _train_parser()
     names = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -182,7 +182,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep.require_ray()
     points = sweep.expand_grid(args.grid or [])
     out = Path(args.out)
-    jobs = sweep.plan(points, train_flags, _train_overrides_parser(), out)
+    jobs = sweep.plan(points, train_flags, train_overrides_parser(), out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

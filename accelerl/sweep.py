@@ -76,30 +76,39 @@ def point_flags(point: dict[str, str], train_flags: list[str]) -> list[str]:
 
 def plan(points: list[dict[str, str]], train_flags: list[str], parse: Callable[[list[str]], dict],
          out: Path) -> list[tuple[list[str], str, int, str]]:
-    """(flags, run directory, total steps, device) of every point, after building (and so validating) each
-    point's config and checking that a run already in its folder was made with the same settings
-    (bar --total-steps, which extends or keeps it, and --device, which a resume may change): all
-    before anything runs."""
+    """(flags, run directory, total steps, device) of every point, each checked by
+    :func:`check_run`: all before anything runs."""
     jobs = []
     for point in points:
-        name, run_dir = point_name(point), out / point_name(point)
+        name = point_name(point)
         try:
             flags = point_flags(point, train_flags)
-            cfg = build_config(parse(flags))
         except AccelerlError as exc:
             raise ConfigError(f"grid point {name}: {exc}") from None
-        if (run_dir / "config.json").exists():
-            try:
-                saved = TrainConfig.from_dict(read_run_config(run_dir)).to_dict()
-            except AccelerlError as exc:
-                raise ConfigError(f"{run_dir} holds a run this sweep cannot read ({exc}); use another --out") from None
-            wanted = cfg.to_dict()
-            diff = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k])
-            if diff:
-                raise ConfigError(f"{run_dir} was run with other settings (differs in: {', '.join(diff)}); "
-                                  "use another --out, or remove that run")
-        jobs.append((flags, str(run_dir), cfg.total_steps, cfg.device))
+        jobs.append(check_run(flags, out / name, parse, name=f"grid point {name}"))
     return jobs
+
+
+def check_run(flags: list[str], run_dir: Path, parse: Callable[[list[str]], dict],
+              name: str | None = None) -> tuple[list[str], str, int, str]:
+    """Build (and so validate) one run's config, and check that a run already in its folder was
+    made with the same settings (bar --total-steps, which extends or keeps it, and --device, which
+    a resume may change); returns the job :func:`run_all` takes."""
+    try:
+        cfg = build_config(parse(flags))
+    except AccelerlError as exc:
+        raise ConfigError(f"{name or run_dir}: {exc}") from None
+    if (run_dir / "config.json").exists():
+        try:
+            saved = TrainConfig.from_dict(read_run_config(run_dir)).to_dict()
+        except AccelerlError as exc:
+            raise ConfigError(f"{run_dir} holds a run this sweep cannot read ({exc}); use another --out") from None
+        wanted = cfg.to_dict()
+        diff = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and saved.get(k) != wanted[k])
+        if diff:
+            raise ConfigError(f"{run_dir} was run with other settings (differs in: {', '.join(diff)}); "
+                              "use another --out, or remove that run")
+    return flags, str(run_dir), cfg.total_steps, cfg.device
 
 
 def run_point(flags: list[str], run_dir: str, threads: int, total_steps: int, device: str = "auto") -> str:

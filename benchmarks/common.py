@@ -103,12 +103,12 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return f"python benchmarks/{script} " + shlex.join(a for a in given if a != "--write-docs")
 
 
-def save_figure(fig, ax, title: str, path: Path, ylabel: str = "eval return") -> Path:
+def save_figure(fig, ax, title: str, path: Path, ylabel: str = "eval return", xlabel: str = "env steps") -> Path:
     """Title, axes, grid and legend of a learning-curve figure; written to ``path`` and closed."""
     import matplotlib.pyplot as plt
 
     ax.set_title(title)
-    ax.set_xlabel("env steps")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

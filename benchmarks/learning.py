@@ -10,8 +10,10 @@ parallel processes and a re-run skips finished runs and resumes interrupted ones
 many were left out), to publish part of a grid that is still running or was cut short.
 
 Outputs: ``<results-dir>/learning.csv`` (final and area-under-curve return per run), one figure
-per task (mean across seeds with a 95% bootstrap band), and with ``--write-docs`` the learning
-section of docs/RESULTS.md. Across seeds: the mean with < 5 runs, the interquartile mean with >= 5.
+per task (IQM across seeds with a 95% bootstrap band), and with ``--write-docs`` the learning
+section of docs/RESULTS.md. Across seeds: the interquartile mean with rliable's 95% stratified bootstrap
+interval (the ``bench`` extra). ``benchmarks/campaign.py`` answers the questions of docs/RESULTS.md
+with named plans; this script is the free-form grid.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from accelerl.plots import read_metrics
 from accelerl.policy import policy_of
-from accelerl.stats import area_under_curve, bootstrap
+from accelerl.stats import area_under_curve, iqm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -64,9 +66,8 @@ def run_record(run_dir: Path, mode: str) -> dict:
 
 
 def interval_cells(runs: list[dict]) -> str:
-    """'final [low, high] | area [low, high]' over the runs (mean, or IQM with >= 5)."""
-    fin, auc = bootstrap(np.array([r["final"] for r in runs])), bootstrap(np.array([r["auc"] for r in runs]))
-    return f"{fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | {auc.point:.0f} [{auc.low:.0f}, {auc.high:.0f}]"
+    """'final [low, high] | area [low, high]' over the runs: IQM and 95% stratified bootstrap interval."""
+    return f"{iqm([r['final'] for r in runs]).cell()} | {iqm([r['auc'] for r in runs]).cell()}"
 
 
 def aligned(runs: list[dict]) -> tuple[list[int], np.ndarray]:
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
     lines = [f"Command: `{command_line('learning.py', argv)}` ({machine_line(args.jobs)}; "
              f"{len(b['seeds'])} seed(s), {b['total_steps']} env steps, {b['eval_episodes']} deterministic eval "
-             f"episodes every {b['eval_every']} steps; mean (IQM with >= 5 runs) and 95% bootstrap interval"
+             f"episodes every {b['eval_every']} steps; IQM and 95% stratified bootstrap interval"
              f"{f'; {left_out} unfinished run(s) of the grid left out' if left_out else ''}).", "",
              "| task | algo | mode | final return | area under curve | wall time (s) |", "|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
@@ -160,7 +161,7 @@ def plot_groups(groups: dict[tuple, list[dict]], out_dir: Path) -> list[Path]:
             if not runs:
                 continue
             common, table = aligned(runs)
-            est = [bootstrap(table[:, i]) for i in range(len(common))]
+            est = [iqm(table[:, i], reps=500) for i in range(len(common))]
             ax.plot(common, [e.point for e in est], label=f"{mode} ({policy_of(mode)})")
             ax.fill_between(common, [e.low for e in est], [e.high for e in est], alpha=0.2)
         figures.append(save_figure(fig, ax, f"{task} {algo}", out_dir / f"learning-{task}-{algo}.png"))

@@ -6,7 +6,7 @@ Run by hand (not in CI), e.g.
 
 Every run is ``--mode accelerate`` with the same fixed switch step, seeds and evaluation; only
 ``--stage2-buffer-size`` differs. Reported per size: the transformer's final return and its area
-under the stage-2 learning curve (mean, or IQM with >= 5 seeds, with a 95% bootstrap interval),
+under the stage-2 learning curve (IQM over seeds with a 95% stratified bootstrap interval, rliable),
 and the peak bytes of the stage-2 buffer. CSV in ``benchmarks/results/replay-size-<env>.csv``;
 ``--write-docs`` replaces the matching section of docs/RESULTS.md.
 """
@@ -33,7 +33,7 @@ from common import (  # noqa: E402
     write_csv,
 )
 
-from accelerl.stats import area_under_curve, bootstrap  # noqa: E402
+from accelerl.stats import area_under_curve, iqm  # noqa: E402
 
 
 def stage2_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -98,13 +98,12 @@ def main(argv: list[str] | None = None) -> None:
                         Path(args.results_dir) / f"replay-size-{args.env}.png")
     lines = [f"Command: `{command_line('replay_size.py', argv)}` ({machine_line(args.jobs)}; "
              f"{len(args.seeds)} seed(s); switch at {args.stage1_steps}; {args.eval_episodes} deterministic eval "
-             f"episodes every {args.eval_every} steps; mean, or IQM with >= 5 seeds, [95% bootstrap interval]).", "",
+             f"episodes every {args.eval_every} steps; IQM [95% stratified bootstrap interval]).", "",
              "| stage-2 buffer | final return | stage-2 area under curve | stage-2 buffer bytes | wall time (s) |",
              "|---|---|---|---|---|"]
     for size in args.sizes:
         runs = [r for r in per_run if r["stage2_buffer_size"] == size]
-        fin = bootstrap(np.array([r["final"] for r in runs]))
-        auc = bootstrap(np.array([r["auc"] for r in runs]))
+        fin, auc = iqm([r["final"] for r in runs]), iqm([r["auc"] for r in runs])
         lines.append(f"| {size:,} | {fin.point:.0f} [{fin.low:.0f}, {fin.high:.0f}] | {auc.point:.0f} "
                      f"[{auc.low:.0f}, {auc.high:.0f}] | {runs[0]['replay_bytes']:,} | "
                      f"{np.mean([r['wall_time_s'] for r in runs]):.0f} |")

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
     lines = [f"Command: `{command_line('transformer_variants.py', argv)}` ({machine_line(args.jobs)}; "
              f"{len(args.seeds)} seed(s) per row, the same seeds in every row; {args.eval_episodes} deterministic "
-             "evaluation episodes per point; mean and 95% bootstrap interval over seeds).", "",
+             "evaluation episodes per point; IQM and 95% stratified bootstrap interval over seeds).", "",
              "| task | transformer | mode | final return | area under curve | switch step | wall time (s) |",
              "|---|---|---|---|---|---|---|"]
     for (task, variant, mode), runs in groups.items():

@@ -124,11 +124,11 @@ def test_transformer_variants_benchmark_smoke(tmp_path, capsys, monkeypatch):
     """The grid's flags are valid train configs (in process), and its table and figure come
     from the runs' outputs (stand-in runs: gtrxl training is tested in test_gtrxl.py, the
     resumable run mechanics in the learning smoke test above)."""
-    from accelerl.cli import _train_overrides_parser
+    from accelerl.cli import train_overrides_parser
     from accelerl.config import build_config
 
     variants = load("transformer_variants")
-    parse, started = _train_overrides_parser(), []
+    parse, started = train_overrides_parser(), []
 
     def stand_in(runs, jobs):
         for flags, run_dir in runs:

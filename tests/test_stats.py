@@ -1,34 +1,55 @@
-"""Aggregation across seeds on known inputs."""
+"""Aggregation across seeds on known inputs (rliable through accelerl.stats, and what it lacks)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from accelerl.stats import area_under_curve, bootstrap, iqm
+from accelerl.stats import area_under_curve, first_reach, iqm, performance_profiles, probability_of_improvement
+
+pytest.importorskip("rliable", reason="benchmark statistics need the bench extra (rliable)")
 
 
 def test_iqm_of_known_inputs():
-    assert iqm(np.arange(8)) == pytest.approx(3.5)  # middle four: 2, 3, 4, 5
-    assert iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # the outlier is trimmed
-    assert iqm([5.0]) == 5.0
-    # fractional weights at the cut points: n = 5 -> [1.25, 3.75) -> 0.75*x1 + x2 + 0.75*x3 over 2.5
-    assert iqm([0, 10, 20, 30, 40]) == pytest.approx((0.75 * 10 + 20 + 0.75 * 30) / 2.5)
+    assert iqm(np.arange(8)).point == pytest.approx(3.5)  # middle four: 2, 3, 4, 5
+    assert iqm([1, 2, 3, 4, 100]).point == pytest.approx(3.0)  # the outlier is trimmed
+    assert iqm([5.0]).point == 5.0
+    # several tasks (columns): the IQM of all runs of all tasks together
+    assert iqm(np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]])).point == pytest.approx(
+        np.mean([3.0, 4.0, 10.0, 20.0]))
 
 
-def test_bootstrap_interval_contains_the_point_and_shrinks_with_more_runs():
+def test_the_interval_contains_the_point_shrinks_with_more_runs_and_is_reproducible():
     rng = np.random.default_rng(0)
-    few, many = rng.normal(100, 10, 4), rng.normal(100, 10, 64)
-    a, b = bootstrap(few), bootstrap(many)
-    assert a.statistic == "mean" and b.statistic == "iqm"
-    assert a.low <= a.point <= a.high and b.low <= b.point <= b.high
-    assert (b.high - b.low) < (a.high - a.low)
-    assert b.low < 100 < b.high
-    assert bootstrap([3.0]).low == bootstrap([3.0]).high == 3.0
-    assert bootstrap([1.0, 2.0, 3.0], seed=1) == bootstrap([1.0, 2.0, 3.0], seed=1)  # reproducible
+    few, many = iqm(rng.normal(100, 10, 5)), iqm(rng.normal(100, 10, 64))
+    assert few.low <= few.point <= few.high and many.low <= many.point <= many.high
+    assert (many.high - many.low) < (few.high - few.low) and many.low < 100 < many.high
+    assert few.n == 5 and not few.indicative and iqm([1.0, 2.0]).indicative
+    assert iqm([1.0, 2.0, 3.0], seed=1) == iqm([1.0, 2.0, 3.0], seed=1)
+
+
+def test_probability_of_improvement_of_known_inputs():
+    assert probability_of_improvement([5, 6, 7, 8, 9], [0, 1, 2, 3, 4]).point == 1.0
+    assert probability_of_improvement([0, 1, 2], [5, 6, 7]).point == 0.0
+    assert probability_of_improvement([1, 2, 3], [1, 2, 3]).point == pytest.approx(0.5)  # ties count half
+    # 5..9 against 1..5: of 25 pairs, one tie (5, 5) and 24 wins -> 24.5 / 25
+    p = probability_of_improvement([5, 6, 7, 8, 9], [1, 2, 3, 4, 5])
+    assert p.point == pytest.approx(0.98) and p.low <= 0.98 <= p.high <= 1.0
+
+
+def test_performance_profile_is_the_fraction_of_runs_above_each_tau():
+    profiles, bands = performance_profiles({"a": [1, 2, 3, 4, 5]}, np.array([0.0, 2.5, 10.0]), reps=200)
+    np.testing.assert_allclose(profiles["a"], [1.0, 0.6, 0.0])
+    assert bands["a"].shape == (2, 3)
 
 
 def test_area_under_curve_is_the_mean_return_over_steps():
     assert area_under_curve([0, 10], [0, 10]) == pytest.approx(5.0)
     assert area_under_curve([0, 10, 30], [1, 1, 1]) == pytest.approx(1.0)
     assert area_under_curve([0, 10, 20], [0, 10, 10]) == pytest.approx(7.5)
+
+
+def test_first_reach_is_the_first_evaluation_at_or_above_the_threshold():
+    steps, wall, values = [0, 100, 200, 300], [0.0, 5.0, 9.0, 14.0], [0.0, 4.9, 5.0, 7.0]
+    assert first_reach(steps, wall, values, 5.0) == (200, 9.0)
+    assert first_reach(steps, wall, values, 7.5) is None
