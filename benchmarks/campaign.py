@@ -35,7 +35,7 @@ from accelerl import sweep
 from accelerl.errors import AccelerlError
 from accelerl.plots import read_metrics
 from accelerl.policy import policy_of
-from accelerl.stats import Estimate, area_under_curve, first_reach, iqm, performance_profiles, probability_of_improvement
+from accelerl.stats import REPS, Estimate, area_under_curve, first_reach, iqm, performance_profiles, probability_of_improvement
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -267,7 +267,7 @@ def _mark(e: Estimate) -> str:
     return "" if not e.indicative else " (indicative)"
 
 
-def report(study: Study, runs: list[Run], results_dir: Path) -> tuple[str, list[dict]]:
+def report(study: Study, runs: list[Run], results_dir: Path, reps: int = REPS) -> tuple[str, list[dict]]:
     """The study's section (answer first, then table and figure) and its per-run rows."""
     by_variant = {v.label: [r for r in runs if r.variant == v and r.finished] for v in study.variants}
     by_variant = {k: v for k, v in by_variant.items() if v}
@@ -286,7 +286,7 @@ def report(study: Study, runs: list[Run], results_dir: Path) -> tuple[str, list[
                          "steps_to_threshold": hit[0] if hit else "", "wall_s_to_threshold": round(hit[1], 1) if hit else "",
                          "wall_time_s": round(float(c.wall[-1]), 1)})
         hits = [h for h in reach if h]
-        fin, auc = iqm(finals[label]), iqm(aucs[label])
+        fin, auc = iqm(finals[label], reps=reps), iqm(aucs[label], reps=reps)
         cells = [label, str(len(cs)), fin.cell() + _mark(fin), auc.cell()]
         if threshold is not None:
             cells += [f"{len(hits)}/{len(cs)}", f"{np.median([h[0] for h in hits]):,.0f}" if hits else "not reached",
@@ -301,12 +301,12 @@ def report(study: Study, runs: list[Run], results_dir: Path) -> tuple[str, list[
     if stage:
         header.append("buffer evicts")
     header.append("training wall time (s, median)")
-    lines = [f"**{QUESTIONS[study.question]}** {answer(study, finals, aucs, by_variant)}", "",
+    lines = [f"**{QUESTIONS[study.question]}** {answer(study, finals, aucs, by_variant, reps)}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *table]
     if threshold is not None:
         lines += ["", f"Threshold: the accelerator's median final return at this budget ({threshold:.0f}); "
                       "steps and seconds are over the seeds that reached it."]
-    figures = plot_study(study, curves, results_dir)
+    figures = plot_study(study, curves, results_dir, reps)
     lines += ["", *[f"![{f.stem}](../benchmarks/results/{f.name})" for f in figures]]
     return "\n".join(lines), rows
 
@@ -315,7 +315,7 @@ def study_variant(study: Study, label: str) -> Variant:
     return next(v for v in study.variants if v.label == label)
 
 
-def answer(study: Study, finals: dict, aucs: dict, by_variant: dict) -> str:
+def answer(study: Study, finals: dict, aucs: dict, by_variant: dict, reps: int = REPS) -> str:
     """The one or two sentences that answer the study's question, with their intervals."""
     n = min(len(v) for v in by_variant.values())
     seeds = f"{n} seed{'s' if n != 1 else ''}{' (indicative: fewer than 5)' if n < 5 else ''}"
@@ -323,27 +323,27 @@ def answer(study: Study, finals: dict, aucs: dict, by_variant: dict) -> str:
         keep = study.variants[-1].label
         if keep not in finals or len(finals) < 2:
             return f"Not answered yet: the {keep} buffer and a small one must finish ({seeds} so far)."
-        parts = [f"{k}: P(final > {keep}) = {probability_of_improvement(finals[k], finals[keep]).cell('.2f')}"
+        parts = [f"{k}: P(final > {keep}) = {probability_of_improvement(finals[k], finals[keep], reps=reps).cell('.2f')}"
                  for k in finals if k != keep]
         return f"Against the {keep} buffer ({seeds}): " + "; ".join(parts) + " (0.5 = no difference)."
     if "accelerate" not in finals or "scratch" not in finals:
         return f"Not answered yet: both the accelerated and the from-scratch runs must finish ({seeds} so far)."
-    p_final = probability_of_improvement(finals["accelerate"], finals["scratch"])
-    p_auc = probability_of_improvement(aucs["accelerate"], aucs["scratch"])
+    p_final = probability_of_improvement(finals["accelerate"], finals["scratch"], reps=reps)
+    p_auc = probability_of_improvement(aucs["accelerate"], aucs["scratch"], reps=reps)
     text = (f"P(accelerated > from scratch) = {p_final.cell('.2f')} on final return and {p_auc.cell('.2f')} on "
             f"area under the curve ({seeds}; 0.5 = no difference).")
     if study.question == 4 and by_variant.get("accelerate"):
         kept = np.array([accelerator_at_switch(r) for r in by_variant["accelerate"]])
-        gap = iqm(finals["accelerate"] - kept[:, 0])
+        gap = iqm(finals["accelerate"] - kept[:, 0], reps=reps)
         text += (f" The transformer's final return minus the LSTM accelerator's at the switch: IQM {gap.cell()}"
                  " (above 0: it kept and improved on what it was taught).")
     elif "accelerator" in finals:
         text += (f" P(accelerated transformer > accelerator alone) = "
-                 f"{probability_of_improvement(finals['accelerate'], finals['accelerator']).cell('.2f')}.")
+                 f"{probability_of_improvement(finals['accelerate'], finals['accelerator'], reps=reps).cell('.2f')}.")
     return text
 
 
-def plot_study(study: Study, curves: dict[str, list[Curve]], out_dir: Path) -> list[Path]:
+def plot_study(study: Study, curves: dict[str, list[Curve]], out_dir: Path, reps: int = REPS) -> list[Path]:
     """Return against env steps and against training wall time (IQM across seeds, 95% band), and
     for more than one variant the performance profiles of the final returns."""
     import matplotlib
@@ -356,7 +356,7 @@ def plot_study(study: Study, curves: dict[str, list[Curve]], out_dir: Path) -> l
         common = sorted(set.intersection(*(set(c.steps.tolist()) for c in cs)))
         at = np.array([[c.returns[list(c.steps).index(s)] for s in common] for c in cs])
         wall = np.median([[c.wall[list(c.steps).index(s)] for s in common] for c in cs], axis=0)
-        est = [iqm(at[:, i], reps=500) for i in range(len(common))]
+        est = [iqm(at[:, i], reps=max(1, reps // 4)) for i in range(len(common))]  # a band: fewer resamples
         for ax, x in ((by_step, common), (by_wall, wall)):
             ax.plot(x, [e.point for e in est], label=f"{label} ({len(cs)})")
             ax.fill_between(x, [e.low for e in est], [e.high for e in est], alpha=0.2)
@@ -368,7 +368,7 @@ def plot_study(study: Study, curves: dict[str, list[Curve]], out_dir: Path) -> l
         finals = {k: np.array([c.final for c in cs]) for k, cs in curves.items()}
         lo, hi = min(v.min() for v in finals.values()), max(v.max() for v in finals.values())
         taus = np.linspace(lo, hi, 50)
-        profiles, bands = performance_profiles(finals, taus, reps=500)
+        profiles, bands = performance_profiles(finals, taus, reps=max(1, reps // 4))
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for k in finals:
             ax.plot(taus, profiles[k], label=k)
@@ -408,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--write-docs", action="store_true", help="rewrite the studies' sections of --docs-file")
     parser.add_argument("--docs-file", default=str(ROOT / "docs" / "RESULTS.md"))
+    parser.add_argument("--reps", type=int, default=REPS, help="bootstrap resamples of each interval")
     args = parser.parse_args(argv)
     args.argv = argv
     plan = PLANS[args.plan]
@@ -446,7 +447,7 @@ def campaign(plan: Plan, args: argparse.Namespace, jobs: int) -> int:
         if not done:
             print(f"{study.key}: no finished run yet")
             continue
-        body, rows = report(study, done, results_dir)
+        body, rows = report(study, done, results_dir, args.reps)
         write_csv(results_dir / f"campaign-{study.key}.csv", rows)
         cmd = command_line("campaign.py", args.argv)
         body += (f"\n\nCommand: `{cmd}` ({env_line}). {len(done)} of {len(mine)} runs of the study finished"

@@ -28,6 +28,21 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def in_process(module, monkeypatch) -> None:
+    """The benchmark's runs as in-process ``accelerl.train`` calls instead of subprocesses (no
+    interpreter start per run); the subprocess path is tested by the learning smoke below."""
+    from accelerl.api import train
+    from accelerl.cli import train_overrides_parser
+
+    parse = train_overrides_parser()
+
+    def run_parallel(runs, jobs):
+        for flags, run_dir in runs:
+            train(run_dir=run_dir, **parse(flags))
+
+    monkeypatch.setattr(module, "run_parallel", run_parallel)
+
+
 @pytest.mark.parametrize("algo", ["td3", "sac"])
 def test_speed_benchmark_smoke(algo, tmp_path, capsys):
     load("speed").main(["--env", "Pendulum-v1", "--algo", algo, "--steps", "64", "--warmup", "300",
@@ -53,9 +68,11 @@ def test_speed_paths_smoke(tmp_path, capsys):
         assert row in out, out
 
 
-def test_switching_benchmark_smoke(tmp_path, capsys):
+def test_switching_benchmark_smoke(tmp_path, capsys, monkeypatch):
     extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
-    load("switching").main(["--env", "Pendulum-v1", "--total-steps", "400", "--learning-starts", "100",
+    switching = load("switching")
+    in_process(switching, monkeypatch)
+    switching.main(["--env", "Pendulum-v1", "--total-steps", "400", "--learning-starts", "100",
                             "--eval-every", "100", "--eval-episodes", "1", "--out", str(tmp_path / "runs"),
                             "--results-dir", str(tmp_path), "--extra", f"{extra} --bc-every 50 --bc-updates 2"])
     table = rows(tmp_path / "switching-Pendulum-v1.csv")
@@ -91,13 +108,15 @@ def test_learning_benchmark_smoke_and_resume(tmp_path, capsys):
     assert not (tmp_path / "runs" / "Pendulum-v1" / "td3" / "accelerator").exists()
 
 
-def test_time_to_return_benchmark_smoke(tmp_path, capsys):
+def test_time_to_return_benchmark_smoke(tmp_path, capsys, monkeypatch):
     extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
     argv = ["--env", "Pendulum-v1", "--algo", "td3", "--total-steps", "400", "--learning-starts", "200",
             "--eval-every", "200", "--eval-episodes", "1", "--seeds", "0",
             "--extra", f"{extra} --stage1-steps 200 --bc-every 100 --bc-updates 2",
             "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path)]
-    load("time_to_return").main(argv)
+    time_to_return = load("time_to_return")
+    in_process(time_to_return, monkeypatch)
+    time_to_return.main(argv)
     (csv_path,) = tmp_path.glob("time-to-return-*.csv")
     assert csv_path.with_suffix(".png").stat().st_size > 0
     table = rows(csv_path)
@@ -107,9 +126,11 @@ def test_time_to_return_benchmark_smoke(tmp_path, capsys):
     assert "| accelerate |" in capsys.readouterr().out
 
 
-def test_replay_size_benchmark_smoke(tmp_path, capsys):
+def test_replay_size_benchmark_smoke(tmp_path, capsys, monkeypatch):
     extra = " ".join(a for a in TINY if a not in ("--device", "cpu", "--stage2-buffer-size", "500"))
-    load("replay_size").main(["--env", "Pendulum-v1", "--sizes", "200", "1000", "--stage1-steps", "300",
+    replay_size = load("replay_size")
+    in_process(replay_size, monkeypatch)
+    replay_size.main(["--env", "Pendulum-v1", "--sizes", "200", "1000", "--stage1-steps", "300",
                               "--total-steps", "700", "--learning-starts", "200", "--eval-every", "200",
                               "--eval-episodes", "1", "--seeds", "0", "--extra", f"{extra} --bc-every 100 --bc-updates 2",
                               "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path)])
