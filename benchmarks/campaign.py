@@ -141,16 +141,18 @@ def buffers(sizes: list[int], keep_all: int, stage1_steps: int, rate: float) -> 
                                              "--stage2-buffer-size", str(size)), rate) for size in [*sizes, keep_all])
 
 
-# Rates: env steps/s of one run while `jobs` run at a time. cpu: Hopper-v5 TD3, reference network
-# sizes, 2 runs sharing 2 cores (one torch thread each). gpu: assumed, not yet measured.
-CPU_MODES = {"accelerate": 40.0, "scratch": 22.0, "accelerator": 70.0}
+# Rates: env steps/s of one run while `jobs` run at a time (training time; evaluations come on top).
+# cpu: Hopper-v5 TD3 at the reference network sizes, 2 runs sharing 2 cores (one torch thread each),
+# from the 30k-step runs of `benchmarks/learning.py --budget small` and `replay_size.py` in
+# docs/RESULTS.md (504, 615 and 298 s; ~545 s). gpu and paper: assumed, not yet measured.
+CPU_MODES = {"accelerate": 60.0, "scratch": 49.0, "accelerator": 100.0}
 PLANS = {
     "cpu": Plan("cpu", "2 CPU cores, no GPU; about 2.5 hours", 2, (
-        Study(1, "Hopper-v5", "td3", 20_000, modes(CPU_MODES, ("--switch-max-steps", "10000")), seeds=5,
+        Study(1, "Hopper-v5", "td3", 30_000, modes(CPU_MODES, ("--switch-max-steps", "15000")), seeds=5,
               eval_every=2_000),
         # A switch at 20k fills every small buffer from the stage-1 warm start: all of them evict
         # from the first stage-2 step, while 1M keeps all 26k transitions.
-        Study(2, "Hopper-v5", "td3", 26_000, buffers([5_000, 10_000, 20_000], 1_000_000, 20_000, 38.0), seeds=5,
+        Study(2, "Hopper-v5", "td3", 26_000, buffers([5_000, 10_000, 20_000], 1_000_000, 20_000, 55.0), seeds=5,
               eval_every=2_000),
     )),
     "gpu": Plan("gpu", "one H200 GPU, 16 CPU cores; one command of at most 8 minutes (rates assumed)", 16, (
