@@ -358,14 +358,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # A demonstration that shows both stages in a few minutes on 2 CPU cores; not for results.
     "quick": {
-        "total_steps": 20_000,
+        "total_steps": 12_000,
         "learning_starts": 2_000,
-        "eval_every": 2_000,
+        "eval_every": 1_500,
         "eval_episodes": 5,
-        "checkpoint_every": 4_000,
+        "checkpoint_every": 3_000,
         "bc_every": 500,
         "bc_updates": 20,
-        "switch_max_steps": 12_000,
+        "switch_max_steps": 8_000,
         "buffer_size": 100_000,
         "stage2_buffer_size": 20_000,
     },

@@ -39,20 +39,25 @@ def run_parallel(runs: list[tuple[list[str], Path]], jobs: int) -> None:
         list(pool.map(lambda run: train_run(run[0], run[1], threads), runs))
 
 
-def machine_line(jobs: int) -> str:
-    """Where a grid ran, for the docs: the CPU and how it was shared between parallel runs."""
+def cpu_name() -> str:
+    """The CPU's model name (2-core machines of one name differ less than 2x between names)."""
     import platform
 
-    import torch
-
-    cores = os.cpu_count() or 1
-    cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                  if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
+        if names:
+            return names[0]
+    return platform.processor() or platform.machine()
+
+
+def machine_line(jobs: int) -> str:
+    """Where a grid ran, for the docs: the CPU and how it was shared between parallel runs."""
+    import torch
+
+    cores = os.cpu_count() or 1
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return (f"{cpu}, {cores} cores{gpu}; {jobs} run(s) at a time, "
+    return (f"{cpu_name()}, {cores} cores{gpu}; {jobs} run(s) at a time, "
             f"{max(1, cores // jobs)} torch thread(s) each")
 
 

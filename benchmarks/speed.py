@@ -28,7 +28,6 @@ import csv
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import replace_section
+from common import cpu_name, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -314,7 +313,7 @@ def paths_table(args) -> str:
 
 def _machine(device: str) -> str:
     gpu = f", {torch.cuda.get_device_name()}" if device != "cpu" and torch.cuda.is_available() else ""
-    return f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, device {device}{gpu}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, device {device}{gpu}"
 
 
 def main(argv: list[str] | None = None) -> None:
