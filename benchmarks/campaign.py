@@ -194,8 +194,8 @@ def expand(plan: Plan, out: Path, seeds: int | None = None, keys: list[str] | No
     for study in plan.studies:
         if keys and study.key not in keys:
             continue
-        for variant in study.variants:
-            for seed in range(study.seeds if seeds is None else seeds):
+        for seed in range(study.seeds if seeds is None else seeds):  # seed by seed: a cut grid stays balanced
+            for variant in study.variants:
                 label = variant.label.replace(" ", "").replace(",", "")
                 runs.append(Run(study, variant, seed, study.flags(variant, seed), out / study.key / label / f"s{seed}"))
     return runs
