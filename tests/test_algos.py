@@ -333,8 +333,11 @@ def test_a_checkpoint_with_two_lstm_critic_trunks_is_refused():
     same_twin = {**state, **{"enc2." + k[5:]: v.clone() for k, v in state.items() if k.startswith("enc1.")}}
     crit.load_state_dict(same_twin)  # a shared encoder listed twice (0.1's CNN critic) loads
     other = {**same_twin, **{k: v + 1 for k, v in same_twin.items() if k.startswith("enc2.")}}
-    with pytest.raises(CheckpointError, match="two encoders"):
+    with pytest.raises(CheckpointError) as refused:
         crit.load_state_dict(other)
+    assert str(refused.value) == ("this checkpoint's critic has two encoders; this accelerl's LSTM critic shares one "
+                                  "trunk between its Q heads (checkpoints of LSTM runs from accelerl 0.1 cannot be "
+                                  "loaded)")  # the user's one line says why and what cannot be done
 
 
 # ------------------------------------------------------------------------------------------------

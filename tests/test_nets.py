@@ -157,3 +157,60 @@ def test_gaussian_actor_log_prob_matches_torch_distributions():
     assert torch.allclose(logp, ref, atol=1e-3, rtol=1e-3)
     assert torch.equal(actor.act(window, mask), torch.tanh(mean))
     assert (log_std >= -5.0).all() and (log_std <= 2.0).all()
+
+
+# --------------------------------------------------------- each computation against its formula
+def test_a_transformer_block_is_pre_ln_attention_then_ffn_each_added_to_the_stream():
+    """x1 = x + proj(attn(ln1(x))), out = x1 + ffn(ln2(x1)), written out by hand (a residual
+    subtracted, or the FFN dropped in training mode, changes the output)."""
+    enc = transformer(dropout=0.0)
+    block = enc.blocks[0]
+    window, mask = window_and_mask()
+    x = torch.randn(8, C, 32, generator=torch.Generator().manual_seed(3))
+    allowed = allowed_mask(enc, mask)
+    h = block.ln1(x)
+    q = block.q(h).view(8, C, 2, 16).transpose(1, 2)
+    k, v = block.kv(h).view(8, C, 2, 2, 16).permute(2, 0, 3, 1, 4)
+    scores = (q @ k.transpose(-1, -2)) / 4.0  # sqrt(head dim 16)
+    att = scores.masked_fill(~allowed[:, None], float("-inf")).softmax(-1) @ v
+    x1 = x + block.proj(att.transpose(1, 2).reshape(8, C, 32))
+    expected = x1 + block.ffn(block.ln2(x1))
+    for training in (False, True):  # dropout 0: training mode computes the same function
+        block.train(training)
+        torch.testing.assert_close(block(x, allowed, last_only=False), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(block(x, allowed, last_only=True), expected[:, -1:], atol=1e-5, rtol=1e-5)
+
+
+def test_lstm_features_are_the_hidden_state_after_the_windows_last_step():
+    torch.manual_seed(0)
+    enc = LSTMEncoder(OBS, C, 16)
+    window, mask = window_and_mask()
+    feats = enc(window, mask)
+    out, _ = enc.lstm(torch.relu(enc.inp(window)))
+    torch.testing.assert_close(feats, out[:, -1])
+    # the unrolled recurrence (the compiled path's) is the same function
+    torch.testing.assert_close(enc._unrolled(torch.relu(enc.inp(window))), feats, atol=1e-5, rtol=1e-5)
+    later = window.clone()
+    later[:, -1] += 1.0
+    assert not torch.allclose(enc(later, mask), feats)  # the last observation reaches the features
+
+
+def test_the_gaussian_actor_bounds_log_std_and_stays_finite_when_saturated():
+    from accelerl.nets.heads import LOG_STD_MAX, LOG_STD_MIN
+
+    torch.manual_seed(0)
+    actor = GaussianActor(LastObsEncoder(OBS), act_dim=3, hidden=16, layers=1)
+    window, mask = window_and_mask()
+    last = actor.head[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias[:3] = 50.0  # mean far in the tanh's flat part: actions of exactly +-1 in float32
+        last.bias[3:] = 100.0
+    mean, log_std = actor(window, mask)
+    assert mean.shape == log_std.shape == (8, 3)
+    torch.testing.assert_close(log_std, torch.full((8, 3), LOG_STD_MAX))
+    action, logp = actor(window, mask, sample=True)
+    assert action.shape == (8, 3) and logp.shape == (8,) and torch.isfinite(logp).all()
+    with torch.no_grad():
+        last.bias[3:] = -100.0
+    torch.testing.assert_close(actor(window, mask)[1], torch.full((8, 3), LOG_STD_MIN))

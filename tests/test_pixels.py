@@ -46,6 +46,35 @@ def test_random_shift_is_a_crop_of_the_edge_padded_image():
     assert not all(torch.equal(a, b) for a, b in zip(out, images, strict=True))  # some image moved
 
 
+def test_random_shift_draws_every_offset_of_drqs_pad_of_4_for_each_image():
+    """Default pad 4 (DrQ's): offsets 0..8 in both directions, all of them drawn, each image its own."""
+    torch.manual_seed(0)
+    n, size = 400, 12
+    images = torch.arange(size * size, dtype=torch.float32).view(1, 1, size, size).repeat(n, 1, 1, 1)
+    out = random_shift(images)
+    padded = F.pad(images[:1], (4, 4, 4, 4), mode="replicate")[0, 0]
+    offsets = {(dy, dx): padded[dy:dy + size, dx:dx + size] for dy in range(9) for dx in range(9)}
+    drawn = [next(k for k, crop in offsets.items() if torch.equal(res[0], crop)) for res in out]
+    assert {dy for dy, _ in drawn} == set(range(9)) and {dx for _, dx in drawn} == set(range(9))
+    assert any(drawn[i] != drawn[i + 1] for i in range(0, n, 2))  # neighbours are not shifted in pairs
+
+
+def test_the_frame_cnn_sees_pixels_centred_in_half_a_unit_through_the_image_sac_layers():
+    cnn = FrameCNN((3, 32, 32), state_dim=2, features=8, augment=False)
+    convs = [m for m in cnn.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.out_channels, m.kernel_size, m.stride) for m in convs] == [(32, (3, 3), (2, 2)), (32, (3, 3), (2, 2)),
+                                                                        (32, (3, 3), (1, 1)), (32, (3, 3), (1, 1))]
+    assert [type(m).__name__ for m in cnn.convs] == ["Conv2d", "ReLU"] * 4 + ["Flatten"]
+    assert [type(m).__name__ for m in cnn.proj] == ["Linear", "LayerNorm", "Tanh"]
+    seen = []
+    cnn.convs.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    obs = torch.cat([torch.full((1, 3072), 255.0), torch.zeros(2, 3072)], 0)
+    feats = cnn(torch.cat([obs, torch.tensor([[1.0, 2.0]] * 3)], 1))
+    assert feats.shape == (3, 10) and torch.equal(feats[:, 8:], torch.tensor([[1.0, 2.0]] * 3))
+    assert float(seen[0][0].min()) == float(seen[0][0].max()) == 0.5
+    assert float(seen[0][1].min()) == float(seen[0][1].max()) == -0.5
+
+
 def test_random_shift_moves_each_group_of_frames_together():
     torch.manual_seed(0)
     frames = torch.rand(8, 3, 10, 10)

@@ -364,3 +364,47 @@ def test_a_replay_of_another_size_is_refused_before_anything_is_overwritten():
         assert torch.equal(value, getattr(big, name)), name
     with pytest.raises(CheckpointError, match="does not fit"):
         make_buffer(3 * 20, 3).load_state_dict(small.state_dict())  # as many rows, one env more
+
+
+@pytest.mark.parametrize("corrupt", ["ptr past the last row", "negative size", "size past the rows", "ptr of 3 envs",
+                                     "rows of another obs width", "more rows than the ring"])
+def test_a_corrupted_replay_state_is_refused_before_anything_is_overwritten(corrupt):
+    synth = SynthEnvs(2, seed=7)
+    source, target = make_buffer(2 * 20, 2), make_buffer(2 * 20, 2)
+    for _ in range(30):
+        buffer_add(source, *synth.step()[:7])
+    for _ in range(5):
+        buffer_add(target, *synth.step()[:7])
+    state = dict(source.state_dict())
+    rows = target.rows
+    if corrupt == "ptr past the last row":
+        state["ptr"] = torch.tensor([0, rows])  # ptr points at the next row to write: at most rows - 1
+    elif corrupt == "negative size":
+        state["size"] = torch.tensor([-1, 3])
+    elif corrupt == "size past the rows":
+        state["size"] = torch.tensor([rows + 1, 3])
+    elif corrupt == "ptr of 3 envs":
+        state["ptr"] = torch.tensor([0, 1, 2])
+    elif corrupt == "rows of another obs width":
+        state["obs"] = torch.zeros(rows, 2, target.obs.shape[-1] + 1)
+    else:
+        state["obs"] = torch.zeros(rows + 1, *target.obs.shape[1:])
+    state.pop("rows", None)  # as in the first prefix-saving checkpoints: the fields alone must be checked
+    before = {name: value.clone() for name, value in target._tensors().items()}
+    with pytest.raises(CheckpointError, match="does not fit"):
+        target.load_state_dict(state)
+    for name, value in before.items():
+        assert torch.equal(value, getattr(target, name)), name
+    edge = dict(source.state_dict())  # the largest legal values load
+    edge["ptr"], edge["size"] = torch.tensor([rows - 1, 0]), torch.tensor([rows, 0])
+    target.load_state_dict(edge)
+
+
+def test_the_window_tracker_state_round_trips():
+    a, b = WindowTracker(2, (3,), 4, "cpu"), WindowTracker(2, (3,), 4, "cpu")
+    a.reset(torch.arange(6, dtype=torch.float32).view(2, 3))
+    a.hist[:, -1] += 10.0
+    a.ep_step += 5
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.hist, a.hist) and torch.equal(b.ep_step, a.ep_step)
+    assert b.hist.device == a.hist.device

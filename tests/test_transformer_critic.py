@@ -3,6 +3,7 @@ trained by TD in stage 2 (or from step 0 in scratch mode)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import TINY, read_metrics, train_ok
 from test_resume import assert_same_run
@@ -39,6 +40,35 @@ def test_distillation_pulls_the_transformer_critic_onto_the_accelerator_critic()
     assert float(distiller.critic_loss(window, mask, labels).detach()) < 0.02 * before
     assert float(distiller.critic_loss(window, mask, behaviour).detach()) < 0.02 * before
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, teacher_critic.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_critic_distillation_is_both_heads_squared_error_on_the_teachers_and_the_stored_actions(algo):
+    """The loss, by hand: sum over the two Q heads of the mean squared gap to the teacher critic,
+    on the teacher's own actions (SAC: tanh of its mean, not its log-std) and the stored ones."""
+    torch.manual_seed(0)
+    cfg = build_config({"env": "Pendulum-v1", "algo": algo, "critic": "transformer", "hidden_size": 32,
+                        "d_model": 32, "d_ff": 64, "dropout": 0.0})
+    teacher_critic, student_critic = build_critic(cfg, SPEC), build_transformer_critic(cfg, SPEC)
+    distiller = Distiller(build_transformer_actor(cfg, SPEC), build_accelerator_actor(cfg, SPEC), 1e-3,
+                          teacher_critic, student_critic=student_critic)
+    g = torch.Generator().manual_seed(1)
+    window, mask = torch.randn(64, 3, 5, generator=g), torch.ones(64, 3, dtype=torch.bool)
+    behaviour = torch.rand(64, 2, generator=g) * 2 - 1
+    labels = distiller.labels(window, mask)
+    assert labels.shape == (64, 4 if algo == "sac" else 2)
+
+    def by_hand(w, m, a):
+        with torch.no_grad():
+            (t1, t2), (s1, s2) = teacher_critic(w, m, a), student_critic(w, m, a)
+        return float(((s1 - t1) ** 2).mean() + ((s2 - t2) ** 2).mean())
+
+    teacher_actions = labels[:, :2]
+    assert float(distiller.critic_loss(window, mask, behaviour)) == pytest.approx(by_hand(window, mask, behaviour))
+    both = by_hand(torch.cat([window, window]), torch.cat([mask, mask]), torch.cat([teacher_actions, behaviour]))
+    assert float(distiller.update_critic(window, mask, labels, behaviour)) == pytest.approx(both, rel=1e-5)
+    alone = by_hand(window, mask, teacher_actions)  # after one step: without stored actions, the teacher's alone
+    assert float(distiller.update_critic(window, mask, labels)) == pytest.approx(alone, rel=1e-5)
 
 
 def test_the_actor_loss_reads_the_transformer_critic_with_the_windows_mask():
