@@ -165,7 +165,7 @@ def test_a_transformer_block_is_pre_ln_attention_then_ffn_each_added_to_the_stre
     subtracted, or the FFN dropped in training mode, changes the output)."""
     enc = transformer(dropout=0.0)
     block = enc.blocks[0]
-    window, mask = window_and_mask()
+    _, mask = window_and_mask()
     x = torch.randn(8, C, 32, generator=torch.Generator().manual_seed(3))
     allowed = allowed_mask(enc, mask)
     h = block.ln1(x)
