@@ -160,6 +160,18 @@ def test_dagger_stores_the_transformers_actions_in_its_episodes(tmp_path):
         close(trainer)
 
 
+def test_a_dagger_run_hands_every_episode_back_at_the_switch(tmp_path):
+    """Stage 2 has no DAgger: from the switch on no episode is the transformer's by a draw (a
+    draw there would ask for the stage-1 student's exploration, which stage 2 does not give)."""
+    torch.manual_seed(0)
+    cfg = config(tmp_path, total_steps=600, stage1_steps="300", learning_starts=100, eval_every=600,
+                 eval_episodes=1, bc_data="dagger", dagger_fraction=1.0, bc_every=100, bc_updates=2)
+    trainer = Trainer(cfg, tmp_path)
+    summary = trainer.run()
+    assert summary["env_steps"] == 600 and summary["switch_step"] == 300
+    assert 0 < summary["student_steps"] < 300 and not trainer.collector.student_driven.any()
+
+
 def test_evaluation_seeds_change_every_round_and_both_policies_share_them(tmp_path, monkeypatch):
     import accelerl.stages as stages
 
