@@ -172,6 +172,56 @@ def test_a_dagger_run_hands_every_episode_back_at_the_switch(tmp_path):
     assert 0 < summary["student_steps"] < 300 and not trainer.collector.student_driven.any()
 
 
+def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_epoch(tmp_path, monkeypatch):
+    """--bc-data rollouts: deterministic accelerator episodes on fresh seeds each round, every
+    window labelled with the accelerator's action, each window once per epoch, their env steps
+    counted as teacher steps."""
+    from accelerl.envs import make_vector_env
+    from accelerl.evaluation import deterministic, run_episodes, teacher_seeds
+
+    torch.manual_seed(0)
+    cfg = config(tmp_path, bc_data="rollouts", bc_rollout_episodes=2, bc_epochs=2, learning_starts=100)
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        learner, seen = trainer.learner, []
+        real_update = learner.distiller.update
+
+        def spy(window, mask, labels):
+            seen.append((window.clone(), mask.clone(), labels.clone()))
+            return real_update(window, mask, labels)
+
+        monkeypatch.setattr(learner.distiller, "update", spy)
+        learner._distill_rollouts()
+        assert learner.teacher_steps == 2 * 200  # two Pendulum episodes of 200 steps
+        windows = torch.cat([w for w, _, _ in seen])
+        assert len(windows) == cfg.bc_epochs * 400 and learner.bc_updates == cfg.bc_epochs * -(-400 // cfg.bc_batch_size)
+        first, second = windows[:400], windows[400:]
+        assert sorted(map(tuple, first[:, -1].tolist())) == sorted(map(tuple, second[:, -1].tolist()))
+        replayed: list = []  # the accelerator's own episodes on the round's seeds, played again here
+        env = make_vector_env(learner.spec, 2)
+        run_episodes(env, deterministic(trainer.accelerator), teacher_seeds(cfg.seed, 0, 2), learner.context,
+                     trainer.device, windows=replayed)
+        env.close()
+        assert sorted(map(tuple, first[:, -1].tolist())) == sorted(
+            map(tuple, torch.cat([w for w, _ in replayed])[:, -1].tolist()))
+        with torch.no_grad(), evaluating(trainer.accelerator):
+            for window, mask, labels in seen:
+                torch.testing.assert_close(labels, trainer.accelerator(window, mask))
+        def first_observations() -> set:
+            """The last observation of every window with one real step: each episode's first."""
+            return {tuple(w[-1].tolist()) for window, mask, _ in seen for w, m in zip(window, mask, strict=True)
+                    if int(m.sum()) == 1}
+
+        starts = first_observations()
+        assert len(starts) == 2  # two episodes
+        seen.clear()
+        learner._distill_rollouts()  # the next round: other seeds, so other episodes
+        assert learner.teacher_steps == 800 and first_observations().isdisjoint(starts)
+    finally:
+        close(trainer)
+        trainer.learner.teacher_env.close()
+
+
 def test_evaluation_seeds_change_every_round_and_both_policies_share_them(tmp_path, monkeypatch):
     import accelerl.stages as stages
 
