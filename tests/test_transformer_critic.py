@@ -18,17 +18,24 @@ from accelerl.replay import Batch
 SPEC = EnvSpec("test", 5, 2, None, None)
 
 
-def test_distillation_pulls_the_transformer_critic_onto_the_accelerator_critic():
+def _distilling(algo: str = "td3", batch: int = 256):
+    """A transformer critic distilled toward a small accelerator critic, and a batch of windows,
+    masks and stored (behaviour) actions."""
     torch.manual_seed(0)
-    cfg = build_config({"env": "Pendulum-v1", "critic": "transformer", "hidden_size": 32, "d_model": 32, "d_ff": 64,
-                        "dropout": 0.0})
+    cfg = build_config({"env": "Pendulum-v1", "algo": algo, "critic": "transformer", "hidden_size": 32,
+                        "d_model": 32, "d_ff": 64, "dropout": 0.0})
     teacher_critic, student_critic = build_critic(cfg, SPEC), build_transformer_critic(cfg, SPEC)
-    assert student_critic.enc1 is student_critic.enc2 and student_critic.enc1.context == 3
     distiller = Distiller(build_transformer_actor(cfg, SPEC), build_accelerator_actor(cfg, SPEC), 1e-3,
                           teacher_critic, student_critic=student_critic)
     g = torch.Generator().manual_seed(1)
-    window, mask = torch.randn(256, 3, 5, generator=g), torch.ones(256, 3, dtype=torch.bool)
-    behaviour = torch.rand(256, 2, generator=g) * 2 - 1
+    window, mask = torch.randn(batch, 3, 5, generator=g), torch.ones(batch, 3, dtype=torch.bool)
+    behaviour = torch.rand(batch, 2, generator=g) * 2 - 1
+    return distiller, teacher_critic, student_critic, window, mask, behaviour
+
+
+def test_distillation_pulls_the_transformer_critic_onto_the_accelerator_critic():
+    distiller, teacher_critic, student_critic, window, mask, behaviour = _distilling()
+    assert student_critic.enc1 is student_critic.enc2 and student_critic.enc1.context == 3
     labels = distiller.labels(window, mask)
     with torch.no_grad():
         teacher_critic.q1[-1].bias.fill_(5.0)  # a teacher far from the student's initial outputs
@@ -46,15 +53,7 @@ def test_distillation_pulls_the_transformer_critic_onto_the_accelerator_critic()
 def test_critic_distillation_is_both_heads_squared_error_on_the_teachers_and_the_stored_actions(algo):
     """The loss, by hand: sum over the two Q heads of the mean squared gap to the teacher critic,
     on the teacher's own actions (SAC: tanh of its mean, not its log-std) and the stored ones."""
-    torch.manual_seed(0)
-    cfg = build_config({"env": "Pendulum-v1", "algo": algo, "critic": "transformer", "hidden_size": 32,
-                        "d_model": 32, "d_ff": 64, "dropout": 0.0})
-    teacher_critic, student_critic = build_critic(cfg, SPEC), build_transformer_critic(cfg, SPEC)
-    distiller = Distiller(build_transformer_actor(cfg, SPEC), build_accelerator_actor(cfg, SPEC), 1e-3,
-                          teacher_critic, student_critic=student_critic)
-    g = torch.Generator().manual_seed(1)
-    window, mask = torch.randn(64, 3, 5, generator=g), torch.ones(64, 3, dtype=torch.bool)
-    behaviour = torch.rand(64, 2, generator=g) * 2 - 1
+    distiller, teacher_critic, student_critic, window, mask, behaviour = _distilling(algo, batch=64)
     labels = distiller.labels(window, mask)
     assert labels.shape == (64, 4 if algo == "sac" else 2)
 
