@@ -25,6 +25,7 @@ probability of improvement, from rliable; rows with fewer than 5 seeds are marke
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,17 +205,17 @@ def expand(plan: Plan, out: Path, seeds: int | None = None, keys: list[str] | No
 def estimate_seconds(runs: list[Run], jobs: int) -> float:
     """Wall-clock seconds for the unfinished runs, ``jobs`` at a time: each variant's measured
     seconds per env step where some of its runs have finished, else the plan's assumed rate."""
-    import json
-
+    measured: dict[tuple[Study, Variant], list[float]] = {}
+    for r in runs:
+        if r.finished:
+            s = json.loads((r.run_dir / "summary.json").read_text())
+            measured.setdefault((r.study, r.variant), []).append(s["wall_time_s"] / max(s["env_steps"], 1))
     total = 0.0
     for run in runs:
-        if run.finished:
-            continue
-        done = [json.loads((r.run_dir / "summary.json").read_text()) for r in runs
-                if r.finished and r.variant == run.variant and r.study == run.study]
-        per_step = (np.mean([s["wall_time_s"] / max(s["env_steps"], 1) for s in done]) if done
-                    else 1.0 / run.variant.rate)
-        total += run.study.total_steps * per_step * EVAL_OVERHEAD
+        if not run.finished:
+            done = measured.get((run.study, run.variant))
+            per_step = float(np.mean(done)) if done else 1.0 / run.variant.rate
+            total += run.study.total_steps * per_step * EVAL_OVERHEAD
     return total / max(1, jobs)
 
 
@@ -245,8 +246,6 @@ class Curve:
 
 def read_curve(run: Run, stage: str | None = None) -> Curve:
     """The evaluations of the policy the run's mode is for (one per step: the last logged)."""
-    import json
-
     rows = [r for r in read_metrics(run.run_dir) if r["policy"] == run.variant.policy and r["return_mean"]
             and (stage is None or r["stage"] == stage)]
     by_step = {int(r["env_step"]): r for r in rows}
