@@ -17,9 +17,13 @@ import numpy as np
 import torch
 
 from accelerl.config import TrainConfig
-from accelerl.envs import make_vector_env
+from accelerl.envs import get_env_state, make_vector_env, set_env_state
+from accelerl.envs.batched import BatchedEnv, reset_envs, step_envs, uses_gpu_sim
 from accelerl.errors import ConfigError
-from accelerl.replay import ReplayBuffer, WindowTracker, as_obs_tensor
+from accelerl.replay import ReplayBuffer, WindowTracker
+
+# What a batched GPU env checkpoints in place of its simulator state (which ManiSkill cannot hand out).
+_BATCHED_STATE = b"accelerl:batched-env:episodes-restart-on-resume"
 
 Act = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (window, mask) -> action in [-1, 1]
 
@@ -45,7 +49,10 @@ class Collector:
     def __init__(self, cfg: TrainConfig, spec, device: torch.device, gen: torch.Generator) -> None:
         self.cfg, self.spec, self.device, self.gen = cfg, spec, device, gen
         self.num_envs, self.act_dim = cfg.num_envs, spec.act_dim
-        self.envs = make_vector_env(spec, cfg.num_envs, kind=cfg.vector_env)  # the training envs
+        # ManiSkill's GPU simulator batches the envs itself; otherwise gymnasium's sync/async vector env.
+        self.vector_kind = "batched" if uses_gpu_sim(cfg, device) else cfg.vector_env
+        self.envs = make_vector_env(spec, cfg.num_envs, kind=self.vector_kind, device=device)  # the training envs
+        self.restarted_episodes = False  # set by a resume that could not restore the envs' simulator state
         self.buffer = self.new_buffer(cfg.buffer_size)
         self.tracker = WindowTracker(cfg.num_envs, (spec.obs_dim,), cfg.window_len, device)
         self.env_step = 0
@@ -74,8 +81,27 @@ class Collector:
 
     def reset(self) -> None:
         """First episodes of a fresh run, on the run's training seeds."""
-        obs, _ = self.envs.reset(seed=[self.cfg.seed * 1000 + i for i in range(self.num_envs)])
-        self.tracker.reset(as_obs_tensor(obs, self.device))
+        self.tracker.reset(reset_envs(self.envs, [self.cfg.seed * 1000 + i for i in range(self.num_envs)], self.device))
+
+    def env_state(self) -> bytes:
+        """The envs' simulator state for a checkpoint (gymnasium envs: exact; GPU batched: none)."""
+        return _BATCHED_STATE if isinstance(self.envs, BatchedEnv) else get_env_state(self.envs)
+
+    def restore_env_state(self, blob: bytes) -> None:
+        """Put the envs back where the checkpoint left them. ManiSkill's GPU simulator state cannot
+        be saved (nor is GPU physics deterministic), so there, and across simulator kinds, each env
+        starts a fresh episode instead: the replay keeps every stored transition, the one open
+        transition of each env is never sampled (its next observation was not stored), and the
+        episodes in flight are not counted in the training returns."""
+        if not isinstance(self.envs, BatchedEnv) and blob != _BATCHED_STATE:
+            set_env_state(self.envs, blob)
+            return
+        seeds = [(self.cfg.seed * 1_000_003 + self.env_step + i) % 2**31 for i in range(self.num_envs)]
+        self.tracker.reset(reset_envs(self.envs, seeds, self.device))
+        self.buffer._cur_step.zero_()
+        self.ep_return[:] = 0.0
+        self.student_driven[:] = False
+        self.restarted_episodes = True
 
     def step(self, act: Act | None, student_act: Act | None = None) -> None:
         """One vector step: act, step the envs, store, advance the windows and the returns.
@@ -96,18 +122,11 @@ class Collector:
                     driven = torch.as_tensor(self.student_driven, device=self.device)
                     action = torch.where(driven[:, None], student, action)
                 self.student_steps += int(self.student_driven.sum())
-        next_obs, rew, term, trunc, info = self.envs.step(action.cpu().numpy())
-        ended = term | trunc
-        # One host->device copy for the step's outputs (observation, reward, flags).
-        step_out = torch.as_tensor(np.concatenate([next_obs, np.stack([rew, term, trunc], 1)], 1, dtype=np.float32),
-                                   device=self.device)
-        next_t, rew_t, term_t, trunc_t = step_out[:, :-3], step_out[:, -3], step_out[:, -2], step_out[:, -1]
-        final_obs = None
-        if ended.any():
-            final_obs = as_obs_tensor(np.stack([info["final_obs"][i] for i in np.flatnonzero(ended)]), self.device)
-        self.buffer.add(window[:, -1], action, rew_t, term_t, trunc_t, ended, final_obs)
-        self.tracker.step(next_t, ended)
-        self.ep_return += rew
+        out = step_envs(self.envs, action, self.device)
+        ended = out.ended
+        self.buffer.add(window[:, -1], action, out.rew, out.term, out.trunc, ended, out.final_obs)
+        self.tracker.step(out.obs, ended)
+        self.ep_return += out.rew_host
         for i in np.flatnonzero(ended):
             self.train_returns.append(float(self.ep_return[i]))
             self.ep_return[i] = 0.0

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from accelerl.algos.base import evaluating
-from accelerl.replay import WindowTracker, as_obs_tensor
+from accelerl.envs.batched import BatchedEnv, reset_envs, step_envs
+from accelerl.replay import WindowTracker
 
 ActFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -46,7 +47,7 @@ class EvalResult:
                    if self.success_once is not None else {})}
 
 
-def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], context: int, device: torch.device,
+def run_episodes(env: gym.vector.VectorEnv | BatchedEnv, act: ActFn, seeds: list[int], context: int, device: torch.device,
                  frames: list | None = None, windows: list | None = None) -> EvalResult:
     """One episode per sub-env, each reset with its own seed; envs that finish are ignored until
     all have finished. ``act`` maps (window, mask) to actions in [-1, 1]. ``windows`` collects the
@@ -54,9 +55,9 @@ def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], contex
     n = env.num_envs
     if len(seeds) != n:
         raise ValueError("one seed per env")
-    obs, _ = env.reset(seed=seeds)
+    obs = reset_envs(env, seeds, device)
     tracker = WindowTracker(n, obs.shape[1:], context, device)
-    tracker.reset(as_obs_tensor(obs, device))
+    tracker.reset(obs)
     returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
     success_once, success_at_end, reports_success = np.zeros(n, bool), np.zeros(n, bool), False
     active = np.ones(n, dtype=bool)
@@ -67,26 +68,19 @@ def run_episodes(env: gym.vector.VectorEnv, act: ActFn, seeds: list[int], contex
             windows.append((window[live].clone(), mask[live].clone()))
         with torch.inference_mode():
             action = act(window, mask)
-        obs, rew, term, trunc, info = env.step(action.cpu().numpy())
+        out = step_envs(env, action, device)
         if frames is not None and active[0]:  # (a vector env made with render=True)
             frames.append(env.envs[0].get_wrapper_attr("step_frame"))
-        returns += rew * active
+        returns += out.rew_host * active
         lengths += active
-        done = term | trunc
-        # With same-step autoreset an ended env's step info moves to info["final_info"].
-        final_info = info.get("final_info") or {}
-        if "success" in info or "success" in final_info:
+        done = out.ended
+        if out.success is not None:
             reports_success = True
-            success = np.zeros(n, dtype=bool)
-            if "success" in info:
-                success |= np.asarray(info["success"], dtype=bool) & np.asarray(info.get("_success", True), dtype=bool)
-            if "success" in final_info:
-                success = np.where(done, np.asarray(final_info["success"], dtype=bool), success)
-            success &= active
+            success = out.success & active
             success_once |= success
             success_at_end = np.where(active & done, success, success_at_end)
         active &= ~done
-        tracker.step(as_obs_tensor(obs, device), done)
+        tracker.step(out.obs, done)
     if not reports_success:
         return EvalResult(returns, lengths)
     return EvalResult(returns, lengths, success_once, success_at_end)

@@ -19,7 +19,6 @@ import torch
 from accelerl import __version__
 from accelerl.checkpoint import FORMAT_VERSION
 from accelerl.config import RESUMABLE_CHANGES, TrainConfig
-from accelerl.envs import get_env_state, set_env_state
 from accelerl.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def snapshot(t: Trainer) -> dict:
         "nets": lr.networks(), "rl": lr.rl.state_dict(),
         "distiller": lr.distiller.state_dict() if lr.distiller else None,
         "switch_rule": t.switch_rule.state_dict(), "buffer": c.buffer.state_dict(),
-        "tracker": c.tracker.state_dict(), "env_state": get_env_state(c.envs), "rng": rng,
+        "tracker": c.tracker.state_dict(), "env_state": c.env_state(), "rng": rng,
     }
 
 
@@ -103,7 +102,7 @@ def restore(t: Trainer, state: dict) -> None:
     t.switch_rule.load_state_dict(state["switch_rule"])
     c.buffer.load_state_dict(state["buffer"])
     c.tracker.load_state_dict(state["tracker"])
-    set_env_state(c.envs, state["env_state"])
+    c.restore_env_state(state["env_state"])
     rng = state["rng"]
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])

@@ -65,7 +65,10 @@ class Trainer:
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.collector = Collector(cfg, self.spec, self.device, self.gen)
-        self.eval_env = make_vector_env(self.spec, cfg.eval_episodes)
+        # Evaluation runs on envs of the training envs' simulator (batched on the GPU), on its own seeds.
+        self.eval_env = make_vector_env(self.spec, cfg.eval_episodes,
+                                        kind="batched" if self.collector.vector_kind == "batched" else "sync",
+                                        device=self.device)
         self.learner = Learner(cfg, self.spec, self.device, self.gen, run_dir)
         self.switch_rule = SwitchRule(ratio=cfg.switch_ratio, patience=cfg.switch_patience,
                                       plateau=cfg.switch_plateau, cap=cfg.stage1_cap,
@@ -127,6 +130,9 @@ class Trainer:
             resume_step = self.env_step
         remove_stale_temporaries(self.run_dir / "checkpoints")
         self.logger = RunLogger(self.run_dir, resume_step, cfg.total_steps)
+        if self.collector.restarted_episodes:
+            self.logger.message(f"resumed at step {resume_step} with a fresh episode in every env: the GPU "
+                                "simulator's state is not in the checkpoint")
         self._clock = time.perf_counter()
         try:
             self._hook("start", {"config": cfg.to_dict(), "resumed_from": resume_step})

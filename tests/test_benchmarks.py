@@ -124,6 +124,11 @@ def test_time_to_return_benchmark_smoke(tmp_path, capsys, monkeypatch):
     # the target is below the lower mode's best, so at least that mode reaches it
     assert any(r["reached"] == "True" for r in table)
     assert "| accelerate |" in capsys.readouterr().out
+    # a target fixed in advance (a success rate of 0.8, say) replaces the fraction of the best
+    monkeypatch.setattr(time_to_return, "run_parallel", lambda runs, jobs: None)  # the runs are finished
+    time_to_return.main([*argv, "--target", "1e9"])
+    assert "fixed in advance" in capsys.readouterr().out
+    assert all(r["reached"] == "False" and float(r["target"]) == 1e9 for r in rows(csv_path))
 
 
 def test_replay_size_benchmark_smoke(tmp_path, capsys, monkeypatch):

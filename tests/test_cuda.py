@@ -115,3 +115,22 @@ def test_async_envs_on_cuda(tmp_path):
     train_ok(args)
     summary = read_summary(run)
     assert summary["device"].startswith("cuda") and summary["env_steps"] == 600
+
+
+def test_maniskill_pushcube_on_the_gpu_simulator(tmp_path):
+    """PushCube-v1 (state) with 16 envs in ManiSkill's GPU simulator, both stages; skipped where
+    mani-skill is not installed (the ManiSkill part of the device check installs it)."""
+    pytest.importorskip("mani_skill", reason="mani-skill is not installed")
+    run = tmp_path / "run"
+    train_ok(["--env", "ManiSkill/PushCube-v1", "--num-envs", "16", "--total-steps", "3200", "--learning-starts", "800",
+              "--stage1-steps", "1600", "--eval-every", "1600", "--eval-episodes", "16", "--checkpoint-every", "1600",
+              "--bc-every", "320", "--bc-updates", "5", "--preset", "maniskill", "--batch-size", "256",
+              "--device", "cuda", "--run-dir", run])
+    summary = read_summary(run)
+    assert summary["device"].startswith("cuda") and summary["env_steps"] == 3200 and summary["switch_step"] == 1600
+    rows = eval_rows(read_metrics(run))
+    assert {r["policy"] for r in rows} >= {"accelerator", "transformer"}
+    assert all(r["success_once"] != "" and int(float(r["episodes"])) == 16 for r in rows)
+    # a resume on the GPU simulator restarts the episodes and goes on
+    train_ok(["--resume", run, "--total-steps", "4800"])
+    assert read_summary(run)["env_steps"] == 4800

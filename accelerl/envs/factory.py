@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+import torch
 
+from accelerl.envs import batched
+from accelerl.envs.batched import BatchedEnv, make_batched_env
 from accelerl.envs.custom import is_python_env, make_gym
 from accelerl.envs.maniskill import PREFIX, ManiSkillEnv, is_maniskill
 from accelerl.envs.masks import resolve_mask
@@ -104,23 +107,27 @@ def probe_for(cfg) -> EnvSpec:
 
 
 def _probe_maniskill(env_id: str, obs_mask: str | None, obs: str, image_size: int, control_mode: str) -> EnvSpec:
-    env = ManiSkillEnv(env_id[len(PREFIX):], obs, image_size, control_mode)
+    """Read a ManiSkill task's spaces from one CPU-simulated sub-env, through the same adapter
+    (and the same ``open_maniskill_vector``) the GPU-batched training envs are built with."""
+    vec = batched.open_maniskill_vector(env_id[len(PREFIX):], 1, obs, image_size, control_mode, "physx_cpu")
     try:
-        obs_dim = int(env.observation_space.shape[0])
+        first, _ = vec.reset(seed=0)
+        state_dim = int((first["state"] if obs == "rgb" else first).shape[-1])
         pixel_dims = 3 * image_size * image_size if obs == "rgb" else 0
         keep = None
         if obs_mask:
-            keep = tuple(int(i) for i in resolve_mask(obs_mask, env_id, obs_dim - pixel_dims, None))
+            keep = tuple(int(i) for i in resolve_mask(obs_mask, env_id, state_dim, None))
+        space = vec.single_action_space
         return EnvSpec(
-            env_id=env_id, obs_dim=pixel_dims + (len(keep) if keep else obs_dim - pixel_dims),
-            act_dim=int(env.action_space.shape[0]), keep=keep, max_episode_steps=env.max_episode_steps,
-            action_low=tuple(float(x) for x in env.action_space.low),
-            action_high=tuple(float(x) for x in env.action_space.high),
+            env_id=env_id, obs_dim=pixel_dims + (len(keep) if keep else state_dim),
+            act_dim=int(space.shape[0]), keep=keep,
+            max_episode_steps=getattr(vec.unwrapped, "max_episode_steps", None),
+            action_low=tuple(float(x) for x in space.low), action_high=tuple(float(x) for x in space.high),
             pixels="state+rgb" if obs == "rgb" else None, image_size=image_size if obs == "rgb" else 0,
             control_mode=control_mode,
         )
     finally:
-        env.close()
+        vec.close()
 
 
 def _select(obs: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -183,11 +190,19 @@ def async_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False, kind: str = "sync") -> gym.vector.VectorEnv:
+def make_vector_env(spec: EnvSpec, num_envs: int, render: bool = False, kind: str = "sync",
+                    device: torch.device | str = "cpu") -> gym.vector.VectorEnv | BatchedEnv:
     """Envs reset in the same step they end (SAME_STEP), so the final observation comes in
     ``info['final_obs']`` and the returned observation already starts the next episode.
     ``kind`` "sync" steps the envs one after another in this process (SyncVectorEnv); "async"
-    runs each in its own worker process (AsyncVectorEnv), with identical results."""
+    runs each in its own worker process (AsyncVectorEnv), with identical results; "batched" is one
+    ManiSkill env of ``num_envs`` sub-envs on the GPU simulator, its tensors on ``device``."""
+    if kind == "batched":
+        if not is_maniskill(spec.env_id):
+            raise ConfigError("batched envs are ManiSkill's GPU simulator; other tasks step as sync or async envs")
+        if render:
+            raise ConfigError("videos are recorded from CPU-simulated envs (evaluate with --device cpu)")
+        return make_batched_env(spec, num_envs, torch.device(device))
     if kind not in VECTOR_KINDS:
         raise ValueError(f"vector env kind must be one of {', '.join(VECTOR_KINDS)}, got {kind!r}")
     if kind == "async" and is_maniskill(spec.env_id):

@@ -63,6 +63,40 @@ def _import_maniskill():
     return FlattenRGBDObservationWrapper
 
 
+def open_maniskill(task: str, obs: str = "state", image_size: int = 64, control_mode: str = "pd_ee_delta_pos",
+                   sim_backend: str = "physx_cpu", num_envs: int = 1, render_mode: str | None = None) -> gym.Env:
+    """A ManiSkill task of ``num_envs`` sub-envs (batched torch API). With ``obs="rgb"`` its
+    observations are flattened to ``{"rgb": [N, H, W, C] uint8, "state": [N, S]}``, the base camera first.
+    A missing extra, an unknown task or a missing Vulkan device is one ConfigError."""
+    with _quiet_stderr():
+        flatten = _import_maniskill()
+    if task not in gym.registry:
+        raise ConfigError(f"unknown ManiSkill task {PREFIX}{task} (tested: {', '.join(TASKS)})")
+    kwargs = {"obs_mode": obs, "control_mode": control_mode, "num_envs": num_envs, "sim_backend": sim_backend,
+              "render_mode": render_mode}
+    if obs == "rgb":
+        kwargs["sensor_configs"] = {"width": image_size, "height": image_size}
+    try:
+        with _quiet_stderr():
+            env = gym.make(task, **kwargs)
+    except Exception as exc:  # sapien raises plain RuntimeErrors for missing render devices
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "out of memory" in text.lower():
+            raise ConfigError(f"{num_envs} ManiSkill envs do not fit in the GPU's memory ({text}); lower --num-envs") \
+                from None
+        if any(word in text.lower() for word in ("vulkan", "vk::", "driver", "render", "device")):
+            raise ConfigError(f"{VULKAN_HINT} ({text})") from None
+        raise ConfigError(f"could not create ManiSkill task {task}: {text}") from None
+    if obs != "rgb":
+        return env
+    # The wrapper stacks every camera's RGB along channels, in sensor order; we keep the
+    # base camera's 3 channels (StackCube also has a hand camera).
+    cameras = list(env.reset(seed=0)[0]["sensor_data"])
+    if cameras[0] != "base_camera":
+        raise ConfigError(f"ManiSkill task {task} has no base camera first (cameras: {', '.join(cameras)})")
+    return flatten(env, rgb=True, depth=False, state=True)
+
+
 class ManiSkillEnv(gym.Env):
     """One ManiSkill3 env (batch of 1) with numpy observations, rewards and flags.
     ``info['success']`` is the task's success flag at each step."""
@@ -71,29 +105,8 @@ class ManiSkillEnv(gym.Env):
 
     def __init__(self, task: str, obs: str = "state", image_size: int = 64, control_mode: str = "pd_ee_delta_pos",
                  sim_backend: str = "physx_cpu", render_mode: str | None = None) -> None:
-        with _quiet_stderr():
-            flatten = _import_maniskill()
-        if task not in gym.registry:
-            raise ConfigError(f"unknown ManiSkill task {PREFIX}{task} (tested: {', '.join(TASKS)})")
-        kwargs = {"obs_mode": obs, "control_mode": control_mode, "num_envs": 1, "sim_backend": sim_backend,
-                  "render_mode": render_mode}
-        if obs == "rgb":
-            kwargs["sensor_configs"] = {"width": image_size, "height": image_size}
-        try:
-            with _quiet_stderr():
-                env = gym.make(task, **kwargs)
-        except Exception as exc:  # sapien raises plain RuntimeErrors for missing render devices
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if any(word in text.lower() for word in ("vulkan", "vk::", "driver", "render", "device")):
-                raise ConfigError(f"{VULKAN_HINT} ({text})") from None
-            raise ConfigError(f"could not create ManiSkill task {task}: {text}") from None
-        if obs == "rgb":
-            # The wrapper stacks every camera's RGB along channels, in sensor order; we keep the
-            # base camera's 3 channels (StackCube also has a hand camera).
-            cameras = list(env.reset(seed=0)[0]["sensor_data"])
-            if cameras[0] != "base_camera":
-                raise ConfigError(f"ManiSkill task {task} has no base camera first (cameras: {', '.join(cameras)})")
-        self._ms = flatten(env, rgb=True, depth=False, state=True) if obs == "rgb" else env
+        self._ms = open_maniskill(task, obs, image_size, control_mode, sim_backend, 1, render_mode)
+        env = self._ms
         self.rgb = obs == "rgb"
         self.render_mode = render_mode
         low, high = env.unwrapped.single_action_space.low, env.unwrapped.single_action_space.high

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The ManiSkill part of the GPU check (a sibling of device_check.sh, at most ~8 minutes on one
+# H200): the GPU-simulator test of tests/test_cuda.py (PushCube-v1, 16 batched envs, both stages,
+# resume), the ManiSkill speed table (each mode on 32 batched envs) and a short PushCube-v1 RGB
+# time-to-success run (accelerated vs from scratch, 2 seeds). Logs and tables go to OUT_DIR.
+#
+#   bash benchmarks/device_wheels.sh --maniskill     # once, where PyPI is reachable: .whl-maniskill/
+#   bash benchmarks/device_check_maniskill.sh [OUT_DIR]
+#
+# mani-skill and its dependencies are more than one transfer to a bare machine can carry: copy
+# .whl-maniskill/ over in parts (any split of its files), then run this script, which installs
+# whatever wheels are in .whl/ and .whl-maniskill/ into a private folder.
+# MANISKILL_SAC=path/to/ManiSkill/examples/baselines/sac/sac.py adds ManiSkill's own SAC to the table.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-device-check-maniskill}}
+mkdir -p "$out"
+if ! python3 -c "import gymnasium, mani_skill" 2>/dev/null; then
+  ls .whl/*.whl .whl-maniskill/*.whl >/dev/null 2>&1 \
+    || { echo "device_check_maniskill: mani-skill missing and no wheels (run benchmarks/device_wheels.sh --maniskill)" >&2; exit 2; }
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/accelerl-site \
+    .whl/*.whl .whl-maniskill/*.whl || exit 2
+  export PYTHONPATH=/tmp/accelerl-site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/accelerl-inductor}
+python3 -c "import torch, mani_skill, platform; print('python', platform.python_version(), '| torch', torch.__version__,
+ '| mani-skill', mani_skill.__version__, '| cuda', torch.cuda.is_available())" 2>&1 | tee "$out/machine.txt"
+status=0
+
+timeout 150 python3 -m pytest -q -p no:cacheprovider "tests/test_cuda.py::test_maniskill_pushcube_on_the_gpu_simulator" \
+  -o addopts="" -ra 2>&1 | tee "$out/test_cuda_maniskill.log" || status=1
+
+sac=()
+[ -n "${MANISKILL_SAC:-}" ] && sac=(--maniskill-sac "$MANISKILL_SAC")
+timeout 150 python3 benchmarks/maniskill_speed.py --num-envs 32 --steps 12000 --device cuda "${sac[@]}" \
+  --out /tmp/accelerl-bench --results-dir "$out" > "$out/maniskill-speed.md" 2> "$out/maniskill-speed.log" || status=1
+cat "$out/maniskill-speed.md"
+
+timeout 170 python3 benchmarks/time_to_return.py --env ManiSkill/PushCube-v1 --metric success_once --target 0.8 \
+  --extra "--obs rgb --preset maniskill --num-envs 16 --device cuda" --total-steps 30000 --learning-starts 4000 \
+  --eval-every 5000 --eval-episodes 16 --seeds 0 1 --jobs 4 --out /tmp/accelerl-bench --results-dir "$out" \
+  > "$out/time-to-success-rgb.md" 2> "$out/time-to-success-rgb.log" || status=1
+cat "$out/time-to-success-rgb.md"
+echo "device_check_maniskill: exit $status; logs and tables in $out"
+exit $status
