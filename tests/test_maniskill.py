@@ -145,3 +145,31 @@ def test_rgb_observation_is_the_base_camera_frame_then_the_state(task):
         ends += int(term[0] or trunc[0])
     env.close()
     assert ends == 1
+
+
+@needs_maniskill
+def test_the_batched_adapter_on_the_real_cpu_simulator():
+    """ManiSkill's own ManiSkillVectorEnv (CPU simulator, one sub-env) through the adapter the GPU
+    path uses: held still, the episode hits the 50-step time limit, a truncation with the true
+    final observation (the arm where it stopped, not the new episode's start) and success reported."""
+    import torch
+
+    from accelerl.envs.batched import BatchedEnv, open_maniskill_vector
+
+    vec = open_maniskill_vector("PushCube-v1", 1, "state", 64, "pd_ee_delta_pos", "physx_cpu")
+    space = vec.single_action_space
+    env = BatchedEnv(vec, torch.device("cpu"), tuple(space.low), tuple(space.high))
+    try:
+        obs = env.reset([5])
+        hold = torch.zeros(1, space.shape[0])  # the middle of the bounds: no end-effector motion
+        for step in range(1, 60):
+            prev, out = obs, env.step(hold)
+            obs = out.obs
+            if out.ended.any():
+                break
+        assert step == 50 and out.trunc.tolist() == [1.0] and out.term.tolist() == [0.0]
+        assert out.success is not None and not out.success[0]
+        assert torch.allclose(out.final_obs, prev, atol=1e-2)  # where the held-still episode ended
+        assert not torch.allclose(out.final_obs, out.obs, atol=1e-2)  # the next episode starts elsewhere
+    finally:
+        env.close()
