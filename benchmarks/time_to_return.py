@@ -8,12 +8,12 @@ Run by hand (not in CI). Examples, from small (2 CPU cores) to the paper's scale
     python benchmarks/time_to_return.py --env ManiSkill/PushCube-v1 --metric success_once --target 0.8 \
         --extra "--obs rgb --preset maniskill --num-envs 16" --total-steps 100000 --seeds 0 1 2 --jobs 3   # GPU
 
-Both modes share env, seeds, evaluation and budget. The target is ``--fraction`` (default 0.9)
-of the lower of the two modes' best evaluation (mean over seeds of each mode's best), so both can
-reach it, or a value fixed in advance (``--target``); reported per mode: the first env step and training wall time (evaluations excluded)
-at which the transformer's evaluation reached it, or "not reached". Results go to
-``benchmarks/results/time-to-return-<tag>.csv``; ``--write-docs`` replaces the matching section of
-docs/RESULTS.md.
+Both modes share env, seeds, evaluation and budget. The target is ``--fraction`` (default 0.9) of
+the lower of the two modes' best evaluation (mean over seeds of each mode's best), so both can reach
+it, or a value fixed in advance (``--target``); reported per mode: the first env step and training
+wall time (evaluations excluded) at which the transformer's evaluation reached it, or "not reached".
+Results go to ``benchmarks/results/time-to-return-<tag>.csv``; ``--write-docs`` replaces the
+matching section of docs/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -23,6 +23,17 @@ torch.set_num_threads(1)
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+# Files whose tests take minutes, longest first: collected first, so that with --dist loadfile
+# none of them starts last and runs alone on one core while the others idle.
+LONG_FILES = ("test_learning_agents.py", "test_learning.py", "test_benchmarks.py", "test_compile.py",
+              "test_maniskill.py", "test_resume.py", "test_sweep.py", "test_pixels.py", "test_campaign.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: a file keeps its order
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: one worker per core, at most 4 (every worker starts training subprocesses;
     more would only share the cores and memory of a big machine among tiny runs)."""

@@ -229,3 +229,32 @@ def test_maniskill_speed_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert "| ManiSkill's SAC example | not run |" in out
     (csv_path,) = tmp_path.glob("maniskill-speed-*.csv")
     assert csv_path.read_text().count("\n") == 6
+
+
+@pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                   RuntimeError("PhysX GPU memory allocation failed (gpu memory config)")])
+def test_more_envs_than_the_gpu_holds_is_one_clear_error(error, monkeypatch):
+    from fake_maniskill import fake_spec
+
+    from accelerl.envs import batched
+    from accelerl.errors import ConfigError
+
+    def opener(*args):
+        raise error
+
+    monkeypatch.setattr(batched, "open_maniskill_vector", opener)
+    with pytest.raises(ConfigError, match="4096 ManiSkill envs do not fit in the GPU's memory; lower --num-envs"):
+        batched.make_batched_env(fake_spec(), 4096, torch.device("cpu"))
+
+
+def test_an_unrelated_simulator_error_is_not_called_a_memory_problem(monkeypatch):
+    from fake_maniskill import fake_spec
+
+    from accelerl.envs import batched
+
+    def opener(*args):
+        raise RuntimeError("some other PhysX failure")
+
+    monkeypatch.setattr(batched, "open_maniskill_vector", opener)
+    with pytest.raises(RuntimeError, match="some other PhysX failure"):
+        batched.make_batched_env(fake_spec(), 8, torch.device("cpu"))

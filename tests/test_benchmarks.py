@@ -56,9 +56,21 @@ def test_speed_benchmark_smoke(algo, tmp_path, capsys):
     assert int(table[0]["replay_bytes"]) == 36 * int(table[0]["transitions"]) == 36 * 364
 
 
-def test_speed_paths_smoke(tmp_path, capsys):
-    """--paths: each row in its own process, the velocity-masked rows with both LSTM critics, async envs."""
-    load("speed").main(["--paths", "--env", "Pendulum-v1", "--steps", "32", "--warmup", "300", "--slow-steps", "8",
+def test_speed_paths_smoke(tmp_path, capsys, monkeypatch):
+    """--paths: the velocity-masked rows with both LSTM critics, async envs. The first row runs in
+    its own process, as every row does for real; the rest in this one (no interpreter start each)."""
+    speed = load("speed")
+    spawn, calls = speed.rates_in_subprocess, []
+
+    def rates(spec, source=None):
+        calls.append(spec)
+        if len(calls) == 1:
+            return spawn(spec, source)
+        spec = dict(spec)
+        return {"plain": speed.plain_mlp_agent(**spec)} if spec.pop("plain", False) else speed.accelerl_rates(**spec)
+
+    monkeypatch.setattr(speed, "rates_in_subprocess", rates)
+    speed.main(["--paths", "--env", "Pendulum-v1", "--steps", "32", "--warmup", "300", "--slow-steps", "8",
                         "--slow-warmup", "300", "--pixel-env", "", "--num-envs", "2", "--compile", "off",
                         "--results-dir", str(tmp_path)])
     out = capsys.readouterr().out

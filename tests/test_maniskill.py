@@ -162,12 +162,13 @@ def test_the_batched_adapter_on_the_real_cpu_simulator():
     try:
         obs = env.reset([5])
         hold = torch.zeros(1, space.shape[0])  # the middle of the bounds: no end-effector motion
-        for step in range(1, 60):
+        steps = 0
+        while steps < 60:
             prev, out = obs, env.step(hold)
-            obs = out.obs
+            obs, steps = out.obs, steps + 1
             if out.ended.any():
                 break
-        assert step == 50 and out.trunc.tolist() == [1.0] and out.term.tolist() == [0.0]
+        assert steps == 50 and out.trunc.tolist() == [1.0] and out.term.tolist() == [0.0]
         assert out.success is not None and not out.success[0]
         assert torch.allclose(out.final_obs, prev, atol=1e-2)  # where the held-still episode ended
         assert not torch.allclose(out.final_obs, out.obs, atol=1e-2)  # the next episode starts elsewhere

@@ -15,7 +15,7 @@ that ended, and a TD target that bootstraps on truncations only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +68,29 @@ def _numpy_success(info: dict, ended: np.ndarray) -> np.ndarray | None:
     return success
 
 
+# One pinned staging buffer per vector env (CUDA only), reused every step.
+_staging: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _to_device(array: np.ndarray, device: torch.device, owner: object) -> torch.Tensor:
+    """``array`` on ``device``: on CUDA through a pinned buffer with a non-blocking copy. Reusing
+    the buffer is safe because the next step's actions reach the host (``action.cpu()``, which
+    waits for the stream) before the buffer is written again."""
+    if device.type != "cuda":
+        return torch.as_tensor(array, device=device)
+    pinned = _staging.get(owner)
+    if pinned is None or tuple(pinned.shape) != array.shape:
+        pinned = torch.empty(array.shape, dtype=torch.float32).pin_memory()
+        _staging[owner] = pinned
+    pinned.numpy()[...] = array
+    return pinned.to(device, non_blocking=True)
+
+
 def _gym_step(envs: gym.vector.VectorEnv, action: torch.Tensor, device: torch.device) -> DeviceStep:
     next_obs, rew, term, trunc, info = envs.step(action.cpu().numpy())
     ended = term | trunc
     # One host->device copy for the step's outputs (observation, reward, flags).
-    out = torch.as_tensor(np.concatenate([next_obs, np.stack([rew, term, trunc], 1)], 1, dtype=np.float32),
-                          device=device)
+    out = _to_device(np.concatenate([next_obs, np.stack([rew, term, trunc], 1)], 1, dtype=np.float32), device, envs)
     final_obs = None
     if ended.any():
         final_obs = torch.as_tensor(np.stack([info["final_obs"][i] for i in np.flatnonzero(ended)]),
@@ -169,9 +186,6 @@ def open_maniskill_vector(task: str, num_envs: int, obs: str, image_size: int, c
 
     env = open_maniskill(task, obs, image_size, control_mode, sim_backend, num_envs)
     return ManiSkillVectorEnv(env, auto_reset=True, ignore_terminations=False, record_metrics=False)
-
-
-Opener = Callable[..., Any]
 
 
 def make_batched_env(spec, num_envs: int, device: torch.device, sim_backend: str = "physx_cuda") -> BatchedEnv:
