@@ -91,14 +91,14 @@ class Collector:
         """Put the envs back where the checkpoint left them. ManiSkill's GPU simulator state cannot
         be saved (nor is GPU physics deterministic), so there, and across simulator kinds, each env
         starts a fresh episode instead: the replay keeps every stored transition, the one open
-        transition of each env is never sampled (its next observation was not stored), and the
+        transition of each env becomes a final row (its next observation was not stored), and the
         episodes in flight are not counted in the training returns."""
         if not isinstance(self.envs, BatchedEnv) and blob != _BATCHED_STATE:
             set_env_state(self.envs, blob)
             return
         seeds = [(self.cfg.seed * 1_000_003 + self.env_step + i) % 2**31 for i in range(self.num_envs)]
         self.tracker.reset(reset_envs(self.envs, seeds, self.device))
-        self.buffer._cur_step.zero_()
+        self.buffer.cut_episodes()
         self.ep_return[:] = 0.0
         self.student_driven[:] = False
         self.restarted_episodes = True

@@ -214,6 +214,17 @@ class ReplayBuffer:
             self._write_row(envs, final_obs, self._cur_step[envs], host_envs, final=True)
             self._cur_step[envs] = 0
 
+    def cut_episodes(self) -> None:
+        """End every env's running episode at its newest row, which becomes a final row: its step
+        was taken but the observation after it was never stored (a resume whose simulator state
+        was lost), so it is never sampled, while the transition into it still is (it bootstraps,
+        like a time limit). The next row written starts an episode."""
+        written = self.size > 0
+        newest = (self.ptr - 1) % self.rows
+        self.is_transition[newest[written], self._envs[written]] = False
+        self._cur_step.zero_()
+        self._sync_host()
+
     # ---------------------------------------------------------------------------------------------
     def _lookback(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
         """How many earlier rows of the same episode are still stored before ``rows``."""

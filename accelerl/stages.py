@@ -58,7 +58,7 @@ class Trainer:
         self.last_save_step = -1
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        self.spec = probe_for(cfg)
+        self.spec = probe_for(cfg, self.device)
         self.num_envs = cfg.num_envs
         check_replay_fits(cfg, self.spec)
         # One sampling generator for both halves: warm-up actions, replay draws and BC shuffles.

@@ -11,6 +11,8 @@
 # .whl-maniskill/ over in parts (any split of its files), then run this script, which installs
 # whatever wheels are in .whl/ and .whl-maniskill/ into a private folder.
 # MANISKILL_SAC=path/to/ManiSkill/examples/baselines/sac/sac.py adds ManiSkill's own SAC to the table.
+# DEVICE_CHECK_QUICK=1 shrinks every run to a smoke run (for trying the script on a CPU, where the
+# runs use ManiSkill's CPU simulator and the GPU test skips).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-device-check-maniskill}}
@@ -31,15 +33,24 @@ status=0
 timeout 150 python3 -m pytest -q -p no:cacheprovider "tests/test_cuda.py::test_maniskill_pushcube_on_the_gpu_simulator" \
   -o addopts="" -ra 2>&1 | tee "$out/test_cuda_maniskill.log" || status=1
 
+device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+if [ "${DEVICE_CHECK_QUICK:-0}" = 1 ]; then
+  speed=(--num-envs 2 --steps 600 --learning-starts 200 --extra "--batch-size 64 --eval-episodes 2")
+  rgb=(--extra "--obs rgb --preset maniskill --num-envs 2 --image-size 32 --batch-size 64 --device $device"
+       --total-steps 400 --learning-starts 200 --eval-every 200 --eval-episodes 2 --seeds 0 --jobs 1)
+else
+  speed=(--num-envs 32 --steps 12000)
+  rgb=(--extra "--obs rgb --preset maniskill --num-envs 16 --device $device" --total-steps 30000
+       --learning-starts 4000 --eval-every 5000 --eval-episodes 16 --seeds 0 1 --jobs 4)
+fi
 sac=()
 [ -n "${MANISKILL_SAC:-}" ] && sac=(--maniskill-sac "$MANISKILL_SAC")
-timeout 150 python3 benchmarks/maniskill_speed.py --num-envs 32 --steps 12000 --device cuda "${sac[@]}" \
+timeout 150 python3 benchmarks/maniskill_speed.py "${speed[@]}" --device "$device" "${sac[@]}" \
   --out /tmp/accelerl-bench --results-dir "$out" > "$out/maniskill-speed.md" 2> "$out/maniskill-speed.log" || status=1
 cat "$out/maniskill-speed.md"
 
 timeout 170 python3 benchmarks/time_to_return.py --env ManiSkill/PushCube-v1 --metric success_once --target 0.8 \
-  --extra "--obs rgb --preset maniskill --num-envs 16 --device cuda" --total-steps 30000 --learning-starts 4000 \
-  --eval-every 5000 --eval-episodes 16 --seeds 0 1 --jobs 4 --out /tmp/accelerl-bench --results-dir "$out" \
+  "${rgb[@]}" --out /tmp/accelerl-bench --results-dir "$out" \
   > "$out/time-to-success-rgb.md" 2> "$out/time-to-success-rgb.log" || status=1
 cat "$out/time-to-success-rgb.md"
 echo "device_check_maniskill: exit $status; logs and tables in $out"

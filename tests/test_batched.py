@@ -83,10 +83,12 @@ def fake_config(tmp_path, **overrides):
     return tiny_config(tmp_path, **values)
 
 
-def stream_checks(buffer, history: dict, env: int) -> int:
+def stream_checks(buffer, history: dict, env: int, cut: int | None = None) -> int:
     """Env ``env``'s rows, in ring order: consecutive rows of one episode are consecutive steps,
     a final row closes exactly the episodes that ended (at their last step, with the step's
-    term/trunc flags), and nothing links across episodes. Returns the number of final rows."""
+    term/trunc flags), and nothing links across episodes. ``cut``: the row where a resume ended
+    an episode that was still running (a final row without term or trunc). Returns the number of
+    final rows."""
     n = int(buffer.size[env])
     assert n < buffer.rows, "the test needs a ring that has not wrapped"
     obs = buffer.obs[:n, env].numpy()
@@ -96,7 +98,10 @@ def stream_checks(buffer, history: dict, env: int) -> int:
     for r in range(n):
         if has_next[r]:
             assert obs[r + 1, 1] == obs[r, 1] and obs[r + 1, 2] == obs[r, 2] + 1
-        if not is_transition[r]:  # a final row: the true last observation of an episode that ended
+        if not is_transition[r] and r == cut and (env, int(obs[r, 1])) not in history:
+            # reached from the episode's previous step, if it had one, which bootstraps from it
+            assert has_next[r - 1] == (obs[r, 2] > 0) and not buffer.term[r - 1, env] and not buffer.trunc[r - 1, env]
+        elif not is_transition[r]:  # a final row: the true last observation of an episode that ended
             finals += 1
             kind, length = history[(env, int(obs[r, 1]))]
             assert r > 0 and has_next[r - 1] and obs[r, 2] == length
@@ -155,8 +160,9 @@ def test_the_rgb_run_stores_frames_as_bytes_and_uses_the_cnn(tmp_path, monkeypat
 def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_restart(tmp_path, monkeypatch,
                                                                                           capsys):
     """ManiSkill's GPU state cannot be checkpointed: a resume starts a new episode in every env.
-    The transition each env had in flight has no stored next observation, so it must never be
-    sampled, and the first row after the restart must start an episode."""
+    The transition each env had in flight has no stored next observation, so its row becomes a
+    final row (never sampled, counted by the sampler's bound), and the first row after the
+    restart starts an episode."""
     from accelerl import checkpoint
 
     made: list[FakeManiSkillVectorEnv] = []
@@ -173,10 +179,12 @@ def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_
     assert summary["env_steps"] == 600 and len(after.actions) == 50
     buffer = trainer.buffer
     for e in range(4):
-        last = int(state["buffer"]["ptr"][e]) - 1  # the last row the first run wrote (a final row if it ended)
-        assert not buffer.has_next[last, e]
+        last = int(state["buffer"]["ptr"][e]) - 1  # the last row the first run wrote
+        assert not buffer.is_transition[last, e] and not buffer.has_next[last, e]
         assert buffer.ep_step[last + 1, e] == 0 and buffer.obs[last + 1, e, 2] == 0
-        stream_checks(buffer, {**before.history, **after.history}, e)
+        stream_checks(buffer, {**before.history, **after.history}, e, cut=last)
+    # the cut rows are counted among the rows the sampler knows it cannot draw
+    assert buffer._n_final == sum(int((~buffer.is_transition[:int(buffer.size[e]), e]).sum()) for e in range(4))
     check_sampled_windows(buffer, {**before.history, **after.history}, cfg.context_len)
 
 

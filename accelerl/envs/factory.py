@@ -101,15 +101,22 @@ def probe_env(env_id: str, obs_mask: str | None, pixels: str | None = None, imag
         env.close()
 
 
-def probe_for(cfg) -> EnvSpec:
-    """The task a ``TrainConfig`` describes."""
+def probe_for(cfg, device: torch.device | None = None) -> EnvSpec:
+    """The task a ``TrainConfig`` describes. Given the run's device, a ManiSkill task is probed on
+    the simulator the run will use: GPU PhysX can only be enabled before any other PhysX use in a
+    process, so a CPU-simulated probe would make the GPU envs after it fail."""
+    if is_maniskill(cfg.env):
+        gpu = device is not None and batched.uses_gpu_sim(cfg, device)
+        return _probe_maniskill(cfg.env, cfg.obs_mask, cfg.obs, cfg.image_size, cfg.control_mode,
+                                "physx_cuda" if gpu else "physx_cpu")
     return probe_env(cfg.env, cfg.obs_mask, cfg.pixels, cfg.image_size, cfg.obs, cfg.control_mode)
 
 
-def _probe_maniskill(env_id: str, obs_mask: str | None, obs: str, image_size: int, control_mode: str) -> EnvSpec:
-    """Read a ManiSkill task's spaces from one CPU-simulated sub-env, through the same adapter
-    (and the same ``open_maniskill_vector``) the GPU-batched training envs are built with."""
-    vec = batched.open_maniskill_vector(env_id[len(PREFIX):], 1, obs, image_size, control_mode, "physx_cpu")
+def _probe_maniskill(env_id: str, obs_mask: str | None, obs: str, image_size: int, control_mode: str,
+                     sim_backend: str = "physx_cpu") -> EnvSpec:
+    """Read a ManiSkill task's spaces from one sub-env, through the same ``open_maniskill_vector``
+    the GPU-batched training envs are built with."""
+    vec = batched.open_maniskill_vector(env_id[len(PREFIX):], 1, obs, image_size, control_mode, sim_backend)
     try:
         first, _ = vec.reset(seed=0)
         state_dim = int((first["state"] if obs == "rgb" else first).shape[-1])
