@@ -36,8 +36,8 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider "tests/test_cuda.py::test_m
 device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 if [ "${DEVICE_CHECK_QUICK:-0}" = 1 ]; then
   speed=(--num-envs 2 --steps 600 --learning-starts 200 --extra "--batch-size 64 --eval-episodes 2")
-  rgb=(--extra "--obs rgb --preset maniskill --num-envs 2 --image-size 32 --batch-size 64 --device $device"
-       --total-steps 400 --learning-starts 200 --eval-every 200 --eval-episodes 2 --seeds 0 --jobs 1)
+  rgb=(--extra "--obs rgb --preset maniskill --num-envs 2 --image-size 32 --batch-size 32 --device $device"
+       --total-steps 200 --learning-starts 100 --eval-every 200 --eval-episodes 1 --seeds 0 --jobs 2)
 else
   speed=(--num-envs 32 --steps 12000)
   rgb=(--extra "--obs rgb --preset maniskill --num-envs 16 --device $device" --total-steps 30000
