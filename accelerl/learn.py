@@ -18,7 +18,7 @@ from accelerl.algos.base import frozen_copy
 from accelerl.algos.steps import resolve_compile
 from accelerl.config import TrainConfig
 from accelerl.envs import make_vector_env
-from accelerl.envs.batched import uses_gpu_sim
+from accelerl.envs.batched import side_env_kind
 from accelerl.errors import NonFiniteError
 from accelerl.evaluation import deterministic, run_episodes, teacher_seeds
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor, build_transformer_critic
@@ -119,8 +119,8 @@ class Learner:
         seeds (the reference code reused one seed), cut into windows; ``bc_epochs`` passes."""
         cfg = self.cfg
         if self.teacher_env is None:
-            kind = "batched" if uses_gpu_sim(cfg, self.device) else "sync"
-            self.teacher_env = make_vector_env(self.spec, cfg.bc_rollout_episodes, kind=kind, device=self.device)
+            self.teacher_env = make_vector_env(self.spec, cfg.bc_rollout_episodes, kind=side_env_kind(cfg, self.device),
+                                               device=self.device)
         seeds = teacher_seeds(cfg.seed, self.bc_round, cfg.bc_rollout_episodes)
         self.bc_round += 1
         collected: list = []

@@ -27,6 +27,7 @@ from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, 
 from accelerl.collect import Collector, check_replay_fits
 from accelerl.config import TrainConfig
 from accelerl.envs import make_vector_env, probe_for
+from accelerl.envs.batched import side_env_kind
 from accelerl.errors import ConfigError
 from accelerl.evaluation import deterministic, eval_seeds, run_episodes, uniform_random
 from accelerl.learn import Learner
@@ -66,8 +67,7 @@ class Trainer:
         self.gen.manual_seed(cfg.seed)
         self.collector = Collector(cfg, self.spec, self.device, self.gen)
         # Evaluation runs on envs of the training envs' simulator (batched on the GPU), on its own seeds.
-        self.eval_env = make_vector_env(self.spec, cfg.eval_episodes,
-                                        kind="batched" if self.collector.vector_kind == "batched" else "sync",
+        self.eval_env = make_vector_env(self.spec, cfg.eval_episodes, kind=side_env_kind(cfg, self.device),
                                         device=self.device)
         self.learner = Learner(cfg, self.spec, self.device, self.gen, run_dir)
         self.switch_rule = SwitchRule(ratio=cfg.switch_ratio, patience=cfg.switch_patience,

@@ -127,7 +127,5 @@ def install(monkeypatch, made: list | None = None) -> None:
     monkeypatch.setattr(batched, "open_maniskill_vector", opener)
     monkeypatch.setattr(batched, "uses_gpu_sim", lambda cfg, device: cfg.maniskill)
     import accelerl.collect
-    import accelerl.learn
 
     monkeypatch.setattr(accelerl.collect, "uses_gpu_sim", lambda cfg, device: cfg.maniskill)
-    monkeypatch.setattr(accelerl.learn, "uses_gpu_sim", lambda cfg, device: cfg.maniskill)

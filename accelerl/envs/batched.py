@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from accelerl.errors import ConfigError
+from accelerl.replay import as_obs_tensor
 
 
 @dataclass
@@ -50,6 +51,12 @@ def uses_gpu_sim(cfg, device: torch.device) -> bool:
                               "is available; use --sim-backend physx_cpu")
         return True
     return cfg.sim_backend == "auto" and device.type == "cuda"
+
+
+def side_env_kind(cfg, device: torch.device) -> str:
+    """The vector-env kind of a run's evaluation and teacher-rollout envs: batched on the GPU
+    simulator like the training envs, else gymnasium's sync."""
+    return "batched" if uses_gpu_sim(cfg, device) else "sync"
 
 
 # ------------------------------------------------------------------------------------------ gymnasium
@@ -93,8 +100,7 @@ def _gym_step(envs: gym.vector.VectorEnv, action: torch.Tensor, device: torch.de
     out = _to_device(np.concatenate([next_obs, np.stack([rew, term, trunc], 1)], 1, dtype=np.float32), device, envs)
     final_obs = None
     if ended.any():
-        final_obs = torch.as_tensor(np.stack([info["final_obs"][i] for i in np.flatnonzero(ended)]),
-                                    dtype=torch.float32, device=device)
+        final_obs = as_obs_tensor(np.stack([info["final_obs"][i] for i in np.flatnonzero(ended)]), device)
     return DeviceStep(out[:, :-3], out[:, -3], out[:, -2], out[:, -1], ended, np.asarray(rew, dtype=np.float64),
                       final_obs, _numpy_success(info, ended))
 
@@ -104,7 +110,7 @@ def reset_envs(envs, seeds: list[int], device: torch.device) -> torch.Tensor:
     if isinstance(envs, BatchedEnv):
         return envs.reset(seeds)
     obs, _ = envs.reset(seed=seeds)
-    return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+    return as_obs_tensor(obs, device)
 
 
 def step_envs(envs, action: torch.Tensor, device: torch.device) -> DeviceStep:
@@ -153,12 +159,12 @@ class BatchedEnv:
         env_action = self._low + (action.to(self.device, torch.float32) + 1) * 0.5 * self._span
         obs, rew, term, trunc, info = self.vec.step(env_action.to(self._sim_device))
         rew = torch.as_tensor(rew, device=self.device).float().reshape(self.num_envs)
-        term = torch.as_tensor(term, device=self.device).bool().reshape(self.num_envs)
-        trunc = torch.as_tensor(trunc, device=self.device).bool().reshape(self.num_envs)
+        term = torch.as_tensor(term, device=self.device).reshape(self.num_envs).float()
+        trunc = torch.as_tensor(trunc, device=self.device).reshape(self.num_envs).float()
         # After an auto-reset, info is the reset's; the step's own info (every env's) is final_info.
         step_info = info["final_info"] if "final_info" in info else info
         success = step_info.get("success")
-        columns = [rew, term.float(), trunc.float()]
+        columns = [rew, term, trunc]
         if success is not None:
             columns.append(torch.as_tensor(success, device=self.device).float().reshape(self.num_envs))
         host = torch.stack(columns, 1).cpu().numpy()  # the step's one device->host copy
@@ -170,7 +176,7 @@ class BatchedEnv:
                                    "(ManiSkillVectorEnv with auto_reset=True provides it)")
             idx = torch.as_tensor(np.flatnonzero(ended), device=self.device)
             final_obs = self.flat(info["final_observation"])[idx]
-        return DeviceStep(self.flat(obs), rew, term.float(), trunc.float(), ended, host[:, 0].astype(np.float64),
+        return DeviceStep(self.flat(obs), rew, term, trunc, ended, host[:, 0].astype(np.float64),
                           final_obs, host[:, 3] > 0 if success is not None else None)
 
     def close(self) -> None:
@@ -191,7 +197,7 @@ def open_maniskill_vector(task: str, num_envs: int, obs: str, image_size: int, c
 def make_batched_env(spec, num_envs: int, device: torch.device, sim_backend: str = "physx_cuda") -> BatchedEnv:
     """N sub-envs of a ManiSkill task in one simulator, as a ``BatchedEnv``; N envs that do not fit
     the GPU's memory are one clear error, not a CUDA traceback."""
-    from accelerl.envs.maniskill import PREFIX
+    from accelerl.envs.maniskill import PREFIX, gpu_memory_error
 
     task = spec.env_id[len(PREFIX):]
     try:
@@ -199,16 +205,9 @@ def make_batched_env(spec, num_envs: int, device: torch.device, sim_backend: str
                                     spec.control_mode, sim_backend)
         env = BatchedEnv(vec, device, spec.action_low, spec.action_high, rgb=bool(spec.pixels), keep=spec.keep)
         env.reset(list(range(num_envs)))  # allocates the scene's buffers: fails here, not mid-run
-    except torch.cuda.OutOfMemoryError:
-        raise _too_many(num_envs) from None
-    except RuntimeError as exc:
-        text = str(exc).lower()
-        if "out of memory" in text or ("memory" in text and ("gpu" in text or "cuda" in text)):
-            raise _too_many(num_envs) from None
-        raise
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+        too_many = gpu_memory_error(exc, num_envs)
+        if too_many is None:
+            raise
+        raise too_many from None
     return env
-
-
-def _too_many(num_envs: int) -> ConfigError:
-    return ConfigError(f"{num_envs} ManiSkill envs do not fit in the GPU's memory; lower --num-envs "
-                       "(or --image-size with --obs rgb)")

@@ -63,6 +63,19 @@ def _import_maniskill():
     return FlattenRGBDObservationWrapper
 
 
+def gpu_memory_error(exc: BaseException, num_envs: int) -> ConfigError | None:
+    """The one-line error for ``num_envs`` envs that do not fit the GPU's memory, if ``exc`` (from
+    creating, resetting or stepping them) is that; else None."""
+    import torch
+
+    text = str(exc).lower()
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or (
+            "memory" in text and ("gpu" in text or "cuda" in text)):
+        return ConfigError(f"{num_envs} ManiSkill envs do not fit in the GPU's memory; lower --num-envs "
+                           "(or --image-size with --obs rgb)")
+    return None
+
+
 def open_maniskill(task: str, obs: str = "state", image_size: int = 64, control_mode: str = "pd_ee_delta_pos",
                    sim_backend: str = "physx_cpu", num_envs: int = 1, render_mode: str | None = None) -> gym.Env:
     """A ManiSkill task of ``num_envs`` sub-envs (batched torch API). With ``obs="rgb"`` its
@@ -80,10 +93,10 @@ def open_maniskill(task: str, obs: str = "state", image_size: int = 64, control_
         with _quiet_stderr():
             env = gym.make(task, **kwargs)
     except Exception as exc:  # sapien raises plain RuntimeErrors for missing render devices
+        too_many = gpu_memory_error(exc, num_envs)
+        if too_many is not None:
+            raise too_many from None
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "out of memory" in text.lower():
-            raise ConfigError(f"{num_envs} ManiSkill envs do not fit in the GPU's memory ({text}); lower --num-envs") \
-                from None
         if any(word in text.lower() for word in ("vulkan", "vk::", "driver", "render", "device")):
             raise ConfigError(f"{VULKAN_HINT} ({text})") from None
         raise ConfigError(f"could not create ManiSkill task {task}: {text}") from None
