@@ -326,7 +326,7 @@ def answer(study: Study, finals: dict, aucs: dict, by_variant: dict, reps: int =
             return f"Not answered yet: the {keep} buffer and a small one must finish ({seeds} so far)."
         parts = [f"{k}: P(final > {keep}) = {probability_of_improvement(finals[k], finals[keep], reps=reps).cell('.2f')}"
                  for k in finals if k != keep]
-        return f"Against the {keep} buffer ({seeds}): " + "; ".join(parts) + " (0.5 = no difference)."
+        return f"Against {keep} ({seeds}): " + "; ".join(parts) + " (0.5 = no difference)."
     if "accelerate" not in finals or "scratch" not in finals:
         return f"Not answered yet: both the accelerated and the from-scratch runs must finish ({seeds} so far)."
     p_final = probability_of_improvement(finals["accelerate"], finals["scratch"], reps=reps)
