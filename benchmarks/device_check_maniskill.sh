@@ -7,9 +7,12 @@
 #   bash benchmarks/device_wheels.sh --maniskill     # once, where PyPI is reachable: .whl-maniskill/
 #   bash benchmarks/device_check_maniskill.sh [OUT_DIR]
 #
-# mani-skill and its dependencies are more than one transfer to a bare machine can carry: copy
-# .whl-maniskill/ over in parts (any split of its files), then run this script, which installs
-# whatever wheels are in .whl/ and .whl-maniskill/ into a private folder.
+# mani-skill and its dependencies (about 165 MiB) are more than one transfer to a bare machine can
+# carry: device_wheels.sh cuts them into .whl-maniskill/part1..partN of at most 56 MiB. While the
+# machine stays warm, carry one part per call, each call copying it on with
+#   mkdir -p /tmp/accelerl-wheels && cp .whl-maniskill/part*/* /tmp/accelerl-wheels/
+# and run this script in the call that carries the last part and .whl/: it joins the cut wheels
+# and installs them into a private folder.
 # MANISKILL_SAC=path/to/ManiSkill/examples/baselines/sac/sac.py adds ManiSkill's own SAC to the table.
 # DEVICE_CHECK_QUICK=1 shrinks every run to a smoke run (for trying the script on a CPU, where the
 # runs use ManiSkill's CPU simulator and the GPU test skips).
@@ -17,20 +20,22 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-device-check-maniskill}}
 mkdir -p "$out"
+source benchmarks/device_env.sh
 if ! python3 -c "import gymnasium, mani_skill" 2>/dev/null; then
-  ls .whl/*.whl .whl-maniskill/*.whl >/dev/null 2>&1 \
-    || { echo "device_check_maniskill: mani-skill missing and no wheels (run benchmarks/device_wheels.sh --maniskill)" >&2; exit 2; }
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/accelerl-site \
-    .whl/*.whl .whl-maniskill/*.whl || exit 2
-  export PYTHONPATH=/tmp/accelerl-site
+  # the parts carried by earlier calls wait in /tmp/accelerl-wheels; this call's part is here
+  mkdir -p /tmp/accelerl-wheels
+  cp .whl-maniskill/part*/* /tmp/accelerl-wheels/ 2>/dev/null
+  device_env_join /tmp/accelerl-wheels || exit 2
+  device_env_install .whl /tmp/accelerl-wheels || exit 2
 fi
+device_env_gl || exit 2
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/accelerl-inductor}
 python3 -c "import torch, mani_skill, platform; print('python', platform.python_version(), '| torch', torch.__version__,
  '| mani-skill', mani_skill.__version__, '| cuda', torch.cuda.is_available())" 2>&1 | tee "$out/machine.txt"
 status=0
 
-timeout 150 python3 -m pytest -q -p no:cacheprovider "tests/test_cuda.py::test_maniskill_pushcube_on_the_gpu_simulator" \
+timeout 200 python3 -m pytest -q -p no:cacheprovider "tests/test_cuda.py::test_maniskill_pushcube_on_the_gpu_simulator" \
   -o addopts="" -ra 2>&1 | tee "$out/test_cuda_maniskill.log" || status=1
 
 device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
@@ -40,8 +45,8 @@ if [ "${DEVICE_CHECK_QUICK:-0}" = 1 ]; then
        --total-steps 200 --learning-starts 100 --eval-every 200 --eval-episodes 1 --seeds 0 --jobs 2)
 else
   speed=(--num-envs 32 --steps 12000)
-  rgb=(--extra "--obs rgb --preset maniskill --num-envs 16 --device $device" --total-steps 30000
-       --learning-starts 4000 --eval-every 5000 --eval-episodes 16 --seeds 0 1 --jobs 4)
+  rgb=(--extra "--obs rgb --preset maniskill --num-envs 16 --device $device" --total-steps 16000
+       --learning-starts 2000 --eval-every 4000 --eval-episodes 16 --seeds 0 1 --jobs 4)
 fi
 sac=()
 [ -n "${MANISKILL_SAC:-}" ] && sac=(--maniskill-sac "$MANISKILL_SAC")
