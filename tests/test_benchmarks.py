@@ -191,3 +191,37 @@ def test_transformer_variants_benchmark_smoke(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "transformer-variants-Hopper-v5.png").stat().st_size > 0
     out = capsys.readouterr().out
     assert "| Pendulum-v1-velocities | gtrxl | accelerate | -850 [-850, -850] |" in out
+
+
+def test_the_device_checks_join_cut_wheels_and_refuse_an_incomplete_one(tmp_path):
+    """A wheel too big for one transfer travels as pieces; the check joins them back byte for
+    byte, and a missing piece stops the install with one line instead of a damaged package."""
+    import subprocess
+    import zipfile
+
+    wheel = tmp_path / "big-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("big/__init__.py", "x = 1\n" * 5000)
+        zf.writestr("big/data.bin", bytes(range(256)) * 400)
+    data = wheel.read_bytes()
+    wheel.unlink()
+    third = len(data) // 3 + 1
+    for i in range(3):
+        (tmp_path / f"{wheel.name}.piece{i:02d}").write_bytes(data[i * third:(i + 1) * third])
+    join = f"source {ROOT / 'benchmarks' / 'device_env.sh'} && device_env_join {tmp_path}"
+    done = subprocess.run(["bash", "-c", join], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert wheel.read_bytes() == data
+    wheel.unlink()
+    (tmp_path / f"{wheel.name}.piece01").unlink()
+    done = subprocess.run(["bash", "-c", join], capture_output=True, text=True)
+    assert done.returncode == 1 and not wheel.exists()
+    assert "does not join" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("script", ["device_check.sh", "device_check_maniskill.sh", "device_env.sh", "device_wheels.sh"])
+def test_the_device_scripts_parse(script):
+    import subprocess
+
+    done = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
