@@ -20,6 +20,7 @@ from accelerl.config import TrainConfig
 from accelerl.envs import get_env_state, make_vector_env, set_env_state
 from accelerl.envs.batched import BatchedEnv, reset_envs, step_envs, uses_gpu_sim
 from accelerl.errors import ConfigError
+from accelerl.evaluation import training_seeds
 from accelerl.replay import ReplayBuffer, WindowTracker
 
 # What a batched GPU env checkpoints in place of its simulator state (which ManiSkill cannot hand out).
@@ -81,7 +82,7 @@ class Collector:
 
     def reset(self) -> None:
         """First episodes of a fresh run, on the run's training seeds."""
-        self.tracker.reset(reset_envs(self.envs, [self.cfg.seed * 1000 + i for i in range(self.num_envs)], self.device))
+        self.tracker.reset(reset_envs(self.envs, training_seeds(self.cfg.seed, self.num_envs), self.device))
 
     def env_state(self) -> bytes:
         """The envs' simulator state for a checkpoint (gymnasium envs: exact; GPU batched: none)."""

@@ -101,14 +101,24 @@ def uniform_random(act_dim: int, generator: torch.Generator, device: torch.devic
     return act
 
 
+# Episode seeds stay below 2**32: ManiSkill seeds numpy RandomStates with them, which refuse more.
+SEED_SPACE = 2**32
+
+
+def training_seeds(run_seed: int, num_envs: int) -> list[int]:
+    """The first reset's seed of each training env (apart from evaluation's and the teachers')."""
+    return [(run_seed * 1000 + i) % SEED_SPACE for i in range(num_envs)]
+
+
 def eval_seeds(run_seed: int, round_index: int, episodes: int) -> list[int]:
     """Fresh, reproducible seeds for every evaluation round (never the training seed)."""
     base = 1_000_000 + run_seed * 100_003 + round_index * episodes
-    return [base + i for i in range(episodes)]
+    return [(base + i) % SEED_SPACE for i in range(episodes)]
 
 
 def teacher_seeds(run_seed: int, round_index: int, episodes: int) -> list[int]:
     """Fresh seeds for the accelerator's BC rollouts (``--bc-data rollouts``), disjoint from the
-    training seeds and from every evaluation round's seeds, and never negative."""
+    training seeds and from every evaluation round's seeds (for run seeds up to about 12,000,
+    above which they wrap into the 32-bit range every env accepts), and never negative."""
     base = 3_000_000_000 + run_seed * 100_003 + round_index * episodes
-    return [base + i for i in range(episodes)]
+    return [(base + i) % SEED_SPACE for i in range(episodes)]

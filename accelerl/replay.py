@@ -187,7 +187,7 @@ class ReplayBuffer:
         # A continuing episode: the previous row's next observation is this one.
         prev = (rows - 1) % self.rows
         cont = (ep_step > 0) & ((rows > 0) | (self.size[envs] == self.rows))  # prev row written (not an empty buffer)
-        self.has_next[prev[cont], envs[cont]] = True
+        self.has_next[prev, envs] |= cont  # (a masked index would wait for the GPU to count the mask)
         self.ptr[envs] = (rows + 1) % self.rows
         self.size[envs] = torch.clamp(self.size[envs] + 1, max=self.rows)
         return rows

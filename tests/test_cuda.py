@@ -86,8 +86,8 @@ def test_compiled_update_equals_eager_on_cuda(kind, algo, monkeypatch):
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
 def test_the_update_loop_makes_no_host_device_sync(algo):
-    """Sampling and the compiled update never wait for the GPU (after the graphs are captured):
-    any synchronising call raises under sync debug mode "error"."""
+    """Storing a step, sampling and the compiled update never wait for the GPU (after the graphs
+    are captured): any synchronising call raises under sync debug mode "error"."""
     from test_compile import _agent
 
     from accelerl.replay import ReplayBuffer
@@ -106,7 +106,10 @@ def test_the_update_loop_makes_no_host_device_sync(algo):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for _ in range(10):
+        for _ in range(10):  # a collection step (no episode ends) and an update
+            buffer.add(torch.randn(4, spec.obs_dim, device="cuda"), torch.zeros(4, spec.act_dim, device="cuda"),
+                       torch.zeros(4, device="cuda"), torch.zeros(4, device="cuda"), torch.zeros(4, device="cuda"),
+                       np.zeros(4, dtype=bool), None)
             losses = agent.update(buffer.sample(cfg.batch_size, cfg.window_len, gen))
     finally:
         torch.cuda.set_sync_debug_mode(0)

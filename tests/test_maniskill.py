@@ -174,3 +174,18 @@ def test_the_batched_adapter_on_the_real_cpu_simulator():
         assert not torch.allclose(out.final_obs, out.obs, atol=1e-2)  # the next episode starts elsewhere
     finally:
         env.close()
+
+
+@needs_maniskill
+def test_the_time_limit_is_read_from_maniskills_own_wrapper():
+    """ManiSkill keeps a task's time limit on its TimeLimitWrapper, not in gymnasium's spec: the
+    probe and the single env must find it there (PushCube-v1: 50 steps)."""
+    from accelerl.envs import probe_env
+    from accelerl.envs.maniskill import ManiSkillEnv
+
+    assert probe_env("ManiSkill/PushCube-v1", None).max_episode_steps == 50
+    env = ManiSkillEnv("PushCube-v1")
+    try:
+        assert env.max_episode_steps == 50
+    finally:
+        env.close()

@@ -141,10 +141,12 @@ def test_the_cnn_accelerator_is_kept_as_it_was_at_the_switch(tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 7, 25_000, 2**32 - 1])
 def test_teacher_rollout_seeds_are_valid_and_apart_from_eval_and_training_seeds(seed):
-    from accelerl.evaluation import eval_seeds, teacher_seeds
+    from accelerl.evaluation import eval_seeds, teacher_seeds, training_seeds
 
     teacher = {s for r in range(300) for s in teacher_seeds(seed, r, 10)}
     evaluation = {s for r in range(300) for s in eval_seeds(seed, r, 10)}
-    training = {seed * 1000 + i for i in range(16)}
-    assert min(teacher) >= 0 and len(teacher) == 3000
+    training = set(training_seeds(seed, 16))
+    # every seed fits the 32-bit RandomState that ManiSkill seeds its episodes with
+    assert all(0 <= s < 2**32 for s in teacher | evaluation | training)
+    assert len(teacher) == 3000 and len(evaluation) == 3000 and len(training) == 16
     assert not teacher & evaluation and not teacher & training

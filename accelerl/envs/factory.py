@@ -14,7 +14,7 @@ import torch
 from accelerl.envs import batched
 from accelerl.envs.batched import BatchedEnv, make_batched_env
 from accelerl.envs.custom import is_python_env, make_gym
-from accelerl.envs.maniskill import PREFIX, ManiSkillEnv, is_maniskill
+from accelerl.envs.maniskill import PREFIX, ManiSkillEnv, episode_limit, is_maniskill
 from accelerl.envs.masks import resolve_mask
 from accelerl.envs.pixels import PixelObservation, choose_gl_backend, make_pixel_env
 from accelerl.envs.state import Snapshottable
@@ -128,7 +128,7 @@ def _probe_maniskill(env_id: str, obs_mask: str | None, obs: str, image_size: in
         return EnvSpec(
             env_id=env_id, obs_dim=pixel_dims + (len(keep) if keep else state_dim),
             act_dim=int(space.shape[0]), keep=keep,
-            max_episode_steps=getattr(vec.unwrapped, "max_episode_steps", None),
+            max_episode_steps=episode_limit(vec),
             action_low=tuple(float(x) for x in space.low), action_high=tuple(float(x) for x in space.high),
             pixels="state+rgb" if obs == "rgb" else None, image_size=image_size if obs == "rgb" else 0,
             control_mode=control_mode,

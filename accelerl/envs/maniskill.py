@@ -76,6 +76,19 @@ def gpu_memory_error(exc: BaseException, num_envs: int) -> ConfigError | None:
     return None
 
 
+def episode_limit(env) -> int | None:
+    """A ManiSkill task's time limit. ManiSkill registers it on its own TimeLimitWrapper
+    (``_max_episode_steps``), so neither gymnasium's spec nor the base env holds it; the
+    batched wrapper keeps the wrapped env as ``_env``."""
+    seen = 0
+    while env is not None and seen < 32:
+        limit = getattr(env, "_max_episode_steps", None) or getattr(env, "max_episode_steps", None)
+        if isinstance(limit, int) and limit > 0:
+            return limit
+        env, seen = getattr(env, "env", None) or getattr(env, "_env", None), seen + 1
+    return None
+
+
 def open_maniskill(task: str, obs: str = "state", image_size: int = 64, control_mode: str = "pd_ee_delta_pos",
                    sim_backend: str = "physx_cpu", num_envs: int = 1, render_mode: str | None = None) -> gym.Env:
     """A ManiSkill task of ``num_envs`` sub-envs (batched torch API). With ``obs="rgb"`` its
@@ -127,7 +140,7 @@ class ManiSkillEnv(gym.Env):
         sample, _ = self._ms.reset(seed=0)
         size = self._flat(sample).shape[0]
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
-        self.max_episode_steps = getattr(env.unwrapped, "max_episode_steps", None)
+        self.max_episode_steps = episode_limit(env)
 
     def _flat(self, obs) -> np.ndarray:
         if not self.rgb:
