@@ -189,3 +189,17 @@ def test_the_time_limit_is_read_from_maniskills_own_wrapper():
         assert env.max_episode_steps == 50
     finally:
         env.close()
+
+
+@needs_maniskill
+def test_a_state_task_renders_only_when_asked_to():
+    """A state task with no render mode builds no renderer (one per sub-scene on the GPU
+    simulator); one asked for frames (``--video``, evaluation videos) keeps it."""
+    from accelerl.envs.maniskill import open_maniskill
+
+    for render_mode, drawing in ((None, False), ("rgb_array", True)):
+        env = open_maniskill("PushCube-v1", render_mode=render_mode)
+        try:
+            assert (env.unwrapped.backend.render_backend != "none") == drawing
+        finally:
+            env.close()

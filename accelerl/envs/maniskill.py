@@ -102,6 +102,10 @@ def open_maniskill(task: str, obs: str = "state", image_size: int = 64, control_
               "render_mode": render_mode}
     if obs == "rgb":
         kwargs["sensor_configs"] = {"width": image_size, "height": image_size}
+    elif render_mode is None:
+        # Nothing to draw: no render system per sub-scene (memory and start-up time on the GPU
+        # simulator), and state tasks then need no Vulkan device at all.
+        kwargs["render_backend"] = "none"
     try:
         with _quiet_stderr():
             env = gym.make(task, **kwargs)
