@@ -52,8 +52,9 @@ def run_episodes(env: gym.vector.VectorEnv | BatchedEnv, act: ActFn, seeds: list
     """One episode per sub-env, reset with ``seeds`` (one per env); envs that finish are ignored
     until all have finished. A gymnasium vector env seeds each sub-env with its own seed; ManiSkill's
     GPU simulator draws every sub-env's initial state from one stream seeded by ``seeds[0]``, so
-    there the batch, not each env, is what the seeds reproduce. ``act`` maps (window, mask) to actions in [-1, 1]. ``windows`` collects the
-    (window, mask) of every step of every episode (teacher rollouts for BC)."""
+    there the batch, not each env, is what the seeds reproduce. ``act`` maps (window, mask) to
+    actions in [-1, 1]. ``windows`` collects the (window, mask) of every step of every episode
+    (teacher rollouts for BC)."""
     n = env.num_envs
     if len(seeds) != n:
         raise ValueError("one seed per env")
