@@ -193,6 +193,32 @@ def test_transformer_variants_benchmark_smoke(tmp_path, capsys, monkeypatch):
     assert "| Pendulum-v1-velocities | gtrxl | accelerate | -850 [-850, -850] |" in out
 
 
+def test_lstm_cost_counts_the_lstms_arithmetic_and_writes_its_section(tmp_path, monkeypatch, capsys):
+    """The benchmark's FLOP count of an LSTM pass is what torch's FLOP counter finds in the
+    encoder's own recurrence, and the profiled update time contains the LSTM's time."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from accelerl.nets.encoders import LSTMEncoder
+
+    bench = load("lstm_cost")
+    encoder = LSTMEncoder(obs_dim=16, context=5, hidden=16)
+    with FlopCounterMode(display=False) as counter:
+        encoder._unrolled(torch.randn(3, 5, 16))
+    assert counter.get_total_flops() == bench.lstm_pass_flop(3, 5, 16)
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n<!-- lstm-cost:start -->\nold\n<!-- lstm-cost:end -->\n")
+    monkeypatch.setattr(bench, "RESULTS", results)
+    bench.main(["--batch-size", "8", "--context", "3", "--hidden-size", "16", "--updates", "2", "--repeats", "2",
+                "--matmul-size", "64", "--write-docs"])
+    out = capsys.readouterr().out
+    share = float(out.split("of it in the LSTM's kernels")[1].splitlines()[0].split("(")[-1].split("%")[0])
+    assert 0 < share < 100
+    text = results.read_text()
+    assert "old" not in text and "Command: `python benchmarks/lstm_cost.py --batch-size 8" in text
+
+
 def test_the_device_checks_join_cut_wheels_and_refuse_an_incomplete_one(tmp_path):
     """A wheel too big for one transfer travels as pieces; the check joins them back byte for
     byte, and a missing piece stops the install with one line instead of a damaged package."""
