@@ -70,6 +70,29 @@ def test_critic_distillation_is_both_heads_squared_error_on_the_teachers_and_the
     assert float(distiller.update_critic(window, mask, labels)) == pytest.approx(alone, rel=1e-5)
 
 
+def test_a_distillers_state_carries_its_count_and_both_optimisers_into_a_fresh_one():
+    """A resumed run rebuilds the Distiller and loads its state: the next BC and critic steps must
+    be the ones the uninterrupted Distiller takes (Adam's moments restored, not restarted)."""
+    import copy
+
+    before, _, _, window, mask, behaviour = _distilling(batch=32)
+    labels = before.labels(window, mask)
+    for _ in range(3):
+        before.update(window, mask, labels)
+        before.update_critic(window, mask, labels, behaviour)
+    after, _, _, _, _, _ = _distilling(batch=32)
+    after.student.load_state_dict(before.student.state_dict())
+    after.student_critic.load_state_dict(before.student_critic.state_dict())
+    after.load_state_dict(copy.deepcopy(before.state_dict()))
+    assert after.updates == 3
+    for distiller in (before, after):
+        distiller.update(window, mask, labels)
+        distiller.update_critic(window, mask, labels, behaviour)
+    for net in ("student", "student_critic"):
+        pairs = zip(getattr(before, net).parameters(), getattr(after, net).parameters(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs), net
+
+
 def test_the_actor_loss_reads_the_transformer_critic_with_the_windows_mask():
     """Windows at an episode's start are padded: the Q the actor climbs must be the critic's Q on
     the same masked windows (a mask dropped would let padding attend)."""
