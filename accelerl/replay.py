@@ -299,7 +299,8 @@ class ReplayBuffer:
         )
 
     def copy_recent_into(self, other: ReplayBuffer) -> None:
-        """Warm-start ``other`` with the most recent rows of each env stream, in order."""
+        """Warm-start ``other`` with the most recent rows of each env stream, in order (the newest
+        row has no successor yet, so its has_next is already False)."""
         keep = min(other.rows, self.rows) - 1
         for e in range(self.num_envs):
             n = min(int(self.size[e]), keep)
@@ -308,7 +309,6 @@ class ReplayBuffer:
             src = (self.ptr[e] - n + torch.arange(n, device=self.device)) % self.rows
             for name in ("pixels", "obs", "act", "rew", "term", "trunc", "is_transition", "has_next", "ep_step"):
                 getattr(other, name)[:n, e] = getattr(self, name)[src, e].to(other.device)
-            other.has_next[n - 1, e] = False  # its successor was not copied
             other.ptr[e], other.size[e] = n % other.rows, n
             other._cur_step[e] = self._cur_step[e]
             other._written = max(other._written, n)

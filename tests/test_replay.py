@@ -221,6 +221,10 @@ def test_copy_recent_into_keeps_windows_correct(dst_rows, gen):
     for e in range(num_envs):
         got = [decode(dst.obs[r, e]) for r in range(kept[e])]
         assert got == synth.written[e][-kept[e]:]
+    allowed, seen = sampleable_set(stored(), C), set()  # right after the copy: every copied transition
+    for _ in range(40):
+        seen |= check_batch(dst.sample(64, C, gen), synth, allowed, C)
+    assert seen == allowed
     for _ in range(70 if dst_rows > src_rows else 40):
         allowed = sampleable_set(stored(), C)
         if allowed:
@@ -232,6 +236,19 @@ def test_copy_recent_into_keeps_windows_correct(dst_rows, gen):
     for _ in range(40):
         seen |= check_batch(dst.sample(64, C, gen), synth, allowed, C)
     assert seen == allowed
+
+
+def test_a_buffer_of_one_step_copies_and_cuts_every_env():
+    """The edge of a switch or a resume one step into a run: each env stream holds one row."""
+    src = make_buffer(2 * 8, 2)
+    obs = torch.arange(2 * OBS_DIM, dtype=torch.float32).reshape(2, OBS_DIM)
+    zeros = torch.zeros(2)
+    src.add(obs, torch.zeros(2, ACT_DIM), zeros, zeros, zeros, np.zeros(2, dtype=bool))
+    dst = make_buffer(2 * 4, 2)
+    src.copy_recent_into(dst)
+    assert dst.size.tolist() == [1, 1] and torch.equal(dst.obs[0], obs)
+    src.cut_episodes()  # the only row of each env becomes a final row: counted in the sampler's bound
+    assert not src.is_transition[0].any() and src.max_unsampleable(3) == 2 + 2 * 4
 
 
 def test_tracker_windows_equal_buffer_windows():
