@@ -216,6 +216,28 @@ def test_bc_loss_decreases_on_a_fixed_batch(gaussian):
     assert bc.updates == 150
 
 
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_bc_loss_is_the_formula(gaussian):
+    """By hand: the squared gap of the student's action to the teacher's, summed over action
+    components and averaged over windows; SAC adds 0.1 times the same for the log-stds."""
+    torch.manual_seed(0)
+    head = GaussianActor if gaussian else DeterministicActor
+    student = head(TransformerEncoder(OBS, C, 16, 2, 1, 32, 0.0, "sinusoidal"), ACT, 16, 0)
+    bc = Distiller(student, head(LastObsEncoder(OBS), ACT, 16, 1), lr=1e-3)
+    b = batch(seed=4)
+    mask = torch.ones(b.obs.shape[:2], dtype=torch.bool)
+    labels = torch.randn(len(b.obs), 2 * ACT if gaussian else ACT)
+    with torch.no_grad():
+        out = student(b.obs, mask)
+        if gaussian:
+            mean, log_std = out
+            expected = (((torch.tanh(mean) - labels[:, :ACT]) ** 2).sum(-1).mean()
+                        + 0.1 * ((log_std - labels[:, ACT:]) ** 2).sum(-1).mean())
+        else:
+            expected = ((out - labels) ** 2).sum(-1).mean()
+    assert float(bc.loss(b.obs, mask, labels)) == pytest.approx(float(expected), rel=1e-6)
+
+
 class _SumCritic(nn.Module):
     """Q1 = Q2 = sum(a), through the interface the actor and BC losses use: ascent on it pushes
     every action component up (a weight, so that an optimiser has a parameter)."""
