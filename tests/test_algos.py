@@ -274,6 +274,32 @@ def test_bc_actor_ascent_moves_the_student_towards_higher_q(ascent):
         assert mean_action > 0.2  # the Q term pulls actions up against the BC term
 
 
+class _WindowCritic(nn.Module):
+    """A Q of about 0.1 in size that reads the action, the window and its mask."""
+
+    def action_value(self, window, mask, action, both=True):
+        q = 0.1 * action.sum(-1) + 0.01 * (window * mask[..., None]).sum((1, 2))
+        return (q, q) if both else q
+
+
+def test_the_bc_ascent_term_is_q_over_its_mean_size():
+    """By hand: loss = BC - lambda * mean Q / mean |Q| (TD3+BC's normalisation), Q read on the
+    windows with their masks; a Q smaller than 1 is divided by its size, not clamped to 1."""
+    torch.manual_seed(0)
+    student = DeterministicActor(TransformerEncoder(OBS, C, 16, 2, 1, 32, 0.0, "sinusoidal"), ACT, 16, 0)
+    critic = _WindowCritic()
+    window, mask = torch.randn(16, C, OBS), torch.rand(16, C) < 0.7
+    mask[:, -1] = True
+    labels = torch.rand(16, ACT) * 2 - 1
+    plain = Distiller(student, nn.Identity(), 1e-3, critic, 0.0).loss(window, mask, labels)
+    with torch.no_grad():
+        q = critic.action_value(window, mask, student(window, mask), both=False)
+    assert 0.01 < float(q.abs().mean()) < 0.5
+    expected = plain - 0.5 * q.mean() / q.abs().mean()
+    got = Distiller(student, nn.Identity(), 1e-3, critic, 0.5).loss(window, mask, labels)
+    assert float(got) == pytest.approx(float(expected), rel=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "lstm"])
 def test_action_value_equals_forward_and_leaves_the_encoder_without_gradient(kind):
     """The actor's loss reads Q through ``action_value``: same values as the critic's forward, a
