@@ -14,6 +14,7 @@ from accelerl.algos import SAC, TD3, Distiller, make_algo
 from accelerl.algos.base import polyak
 from accelerl.algos.steps import AdamStep
 from accelerl.config import build_config
+from accelerl.envs import EnvSpec
 from accelerl.nets.encoders import LastObsEncoder, TransformerEncoder
 from accelerl.nets.heads import DeterministicActor, GaussianActor, TwinCritic
 from accelerl.replay import Batch
@@ -537,18 +538,12 @@ def test_the_critic_loss_is_both_heads_squared_errors():
     assert all(not f.requires_grad for f in feats)
 
 
-@pytest.mark.parametrize("algo_name", ["td3", "sac"])
-def test_compile_on_routes_every_step_through_the_functional_path(algo_name, monkeypatch):
-    """--compile on hands each step, with its parameters substituted (AdamStep.functional), to
-    compile_step (here a stand-in that only runs it, so this stays fast; tests/test_compile.py
-    compiles for real) after preparing the optimiser state; the result equals the eager agent's.
-    --compile off never reaches compile_step."""
-    import accelerl.algos.base as base
-
-    compiled_calls = []
+def _running_compile_step(calls: list):
+    """A stand-in for steps.compile_step that records (function name, device, prepare) and runs
+    the step uncompiled, calling ``prepare`` once first as the real one does."""
 
     def fake_compile_step(fn, device, prepare=None):
-        compiled_calls.append((getattr(fn, "func", fn).__name__, device, prepare))
+        calls.append((getattr(fn, "func", fn).__name__, device, prepare))
 
         def run(*args):
             if prepare is not None and not getattr(run, "prepared", False):
@@ -558,7 +553,19 @@ def test_compile_on_routes_every_step_through_the_functional_path(algo_name, mon
 
         return run
 
-    monkeypatch.setattr(base, "compile_step", fake_compile_step)
+    return fake_compile_step
+
+
+@pytest.mark.parametrize("algo_name", ["td3", "sac"])
+def test_compile_on_routes_every_step_through_the_functional_path(algo_name, monkeypatch):
+    """--compile on hands each step, with its parameters substituted (AdamStep.functional), to
+    compile_step (here a stand-in that only runs it, so this stays fast; tests/test_compile.py
+    compiles for real) after preparing the optimiser state; the result equals the eager agent's.
+    --compile off never reaches compile_step."""
+    import accelerl.algos.base as base
+
+    compiled_calls = []
+    monkeypatch.setattr(base, "compile_step", _running_compile_step(compiled_calls))
     actor_cls = GaussianActor if algo_name == "sac" else DeterministicActor
 
     def agent(mode: str):
@@ -621,3 +628,45 @@ def test_each_optimiser_uses_its_configured_learning_rate():
     config = cfg(algo="sac", actor_lr=1e-4, critic_lr=2e-4, alpha_lr=5e-4)
     algo = SAC(GaussianActor(LastObsEncoder(OBS), ACT, 16, 1), critic(), config, act_dim=ACT)
     assert [o.param_groups[0]["lr"] for o in (algo.actor_opt, algo.critic_opt, algo.alpha_opt)] == [1e-4, 2e-4, 5e-4]
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_compiled_distillation_routes_both_steps_through_the_functional_path(gaussian, monkeypatch):
+    """The Distiller's BC and critic-distillation steps under --compile on: each handed to
+    compile_step with its parameters substituted, on the student's device, after its own optimiser
+    state is prepared; the result equals the eager Distiller's."""
+    from test_compile import _comparable  # the key half of the attention bias: Adam on float noise
+
+    import accelerl.algos.bc as bc
+    from accelerl.nets import build_critic, build_transformer_critic
+
+    calls, functional_steps = [], []
+    monkeypatch.setattr(bc, "compile_step", _running_compile_step(calls))
+    functional_step = AdamStep.functional
+    monkeypatch.setattr(AdamStep, "functional", lambda *a: functional_steps.append(a[1]) or functional_step(*a))
+    head = GaussianActor if gaussian else DeterministicActor
+    spec = EnvSpec("test", OBS, ACT, None, None)
+    config = cfg(algo="sac" if gaussian else "td3", critic="transformer", d_model=16, d_ff=32, dropout=0.0)
+
+    def distiller(compiled: bool) -> Distiller:
+        torch.manual_seed(0)
+        student = head(TransformerEncoder(OBS, C, 16, 2, 1, 32, 0.0, "sinusoidal"), ACT, 16, 0)
+        return Distiller(student, head(LastObsEncoder(OBS), ACT, 16, 1), 1e-3, build_critic(config, spec),
+                         student_critic=build_transformer_critic(config, spec), compiled=compiled)
+
+    eager, functional = distiller(False), distiller(True)
+    b = batch(seed=5)
+    mask = torch.ones(b.obs.shape[:2], dtype=torch.bool)
+    labels = eager.labels(b.obs, mask)
+    for agent in (eager, functional):
+        for _ in range(3):
+            agent.update(b.obs, mask, labels)
+            agent.update_critic(b.obs, mask, labels, b.act)
+    assert [(name, prepare) for name, _, prepare in calls] == [
+        ("_bc_update", functional.step.prepare), ("_critic_bc_update", functional.critic_step.prepare)]
+    assert all(device == torch.device("cpu") for _, device, _ in calls)
+    assert functional_steps == [functional._loss, functional._critic_loss] * 3  # parameters substituted
+    assert functional.opt.state and functional.critic_opt.state  # the optimisers stepped
+    for net in ("student", "student_critic"):
+        pairs = zip(getattr(eager, net).named_parameters(), getattr(functional, net).parameters(), strict=True)
+        assert all(torch.allclose(_comparable(name, p), _comparable(name, q), atol=1e-6) for (name, p), q in pairs), net
