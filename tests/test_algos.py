@@ -666,6 +666,7 @@ def test_compiled_distillation_routes_both_steps_through_the_functional_path(gau
         ("_bc_update", functional.step.prepare), ("_critic_bc_update", functional.critic_step.prepare)]
     assert all(device == torch.device("cpu") for _, device, _ in calls)
     assert functional_steps == [functional._loss, functional._critic_loss] * 3  # parameters substituted
+    assert Distiller(functional.student, functional.teacher, 1e-3, compiled=True)._update_critic is None
     assert functional.opt.state and functional.critic_opt.state  # the optimisers stepped
     for net in ("student", "student_critic"):
         pairs = zip(getattr(eager, net).named_parameters(), getattr(functional, net).parameters(), strict=True)
