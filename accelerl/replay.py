@@ -115,7 +115,7 @@ class ReplayBuffer:
 
         Once the ring is full, a CPU buffer's row tensors are returned as they are rather than
         copied (a replay may be most of the RAM): save the dict before adding more."""
-        filled = int(self._size_host.max()) if self.num_envs else 0
+        filled = int(self._size_host.max())
         state: dict = {"rows": self.rows, "written": self._written}
         for name, value in self._tensors().items():
             if name in self._ROW_TENSORS and filled < self.rows:
@@ -356,4 +356,5 @@ class WindowTracker:
 
 
 def as_obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Observations as float32 on ``device`` (MuJoCo's are float64: twice the bytes to copy)."""
     return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)

@@ -251,6 +251,13 @@ def test_a_buffer_of_one_step_copies_and_cuts_every_env():
     assert not src.is_transition[0].any() and src.max_unsampleable(3) == 2 + 2 * 4
 
 
+def test_observations_arrive_as_float32():
+    from accelerl.replay import as_obs_tensor
+
+    x = as_obs_tensor(np.arange(6, dtype=np.float64).reshape(2, 3), torch.device("cpu"))
+    assert x.dtype == torch.float32 and x.device.type == "cpu" and x.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
 def test_tracker_windows_equal_buffer_windows():
     """The acting path (WindowTracker) and the training path (ReplayBuffer.gather) give the
     same window and mask for every step of every env, across episode ends and ring wraps."""
