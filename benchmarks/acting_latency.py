@@ -14,14 +14,13 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, machine_line, replace_section, write_csv
+from common import call_seconds, command_line, machine_line, replace_section, write_csv
 
 from accelerl.config import build_config
 from accelerl.envs import probe_for
@@ -48,14 +47,7 @@ def build_policy(env: str, overrides: dict, which: str) -> Policy:
 
 
 def median_us(fn, calls: int) -> float:
-    for _ in range(min(200, calls)):
-        fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
+    return statistics.median(call_seconds(fn, calls, warmup=min(200, calls))) * 1e6
 
 
 def time_policy(policy: Policy, paths: dict[str, Path], raw_obs: np.ndarray, calls: int) -> dict[str, float]:

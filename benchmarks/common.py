@@ -39,6 +39,20 @@ def run_parallel(runs: list[tuple[list[str], Path]], jobs: int) -> None:
         list(pool.map(lambda run: train_run(run[0], run[1], threads), runs))
 
 
+def call_seconds(fn, calls: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of each of ``calls`` calls of ``fn``, after ``warmup`` untimed ones."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def cpu_name() -> str:
     """The CPU's model name (2-core machines of one name differ less than 2x between names)."""
     import platform

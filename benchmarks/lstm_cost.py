@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_name, replace_section
+from common import call_seconds, cpu_name, replace_section
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
 # ops that belong to the recurrent layer itself (oneDNN's kernels, or PyTorch's own on CUDA/others)
@@ -30,13 +30,7 @@ LSTM_OPS = ("rnn", "lstm")
 
 def best_ms(fn, repeats: int) -> float:
     """The fastest of ``repeats`` calls (after one warm-up call), in milliseconds."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
+    return 1e3 * min(call_seconds(fn, repeats))
 
 
 def lstm_pass_flop(batch: int, context: int, hidden: int) -> float:
