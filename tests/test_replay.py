@@ -258,6 +258,38 @@ def test_observations_arrive_as_float32():
     assert x.dtype == torch.float32 and x.device.type == "cpu" and x.tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
+def _steps(buf: ReplayBuffer, n: int) -> None:
+    """``n`` vector steps of one continuing episode per env."""
+    envs = buf.num_envs
+    for t in range(n):
+        obs = torch.full((envs, OBS_DIM), float(t))
+        buf.add(obs, torch.zeros(envs, ACT_DIM), torch.zeros(envs), torch.zeros(envs), torch.zeros(envs),
+                np.zeros(envs, dtype=bool))
+
+
+def test_sampling_starts_with_the_first_complete_transition():
+    one_step = make_buffer(8, 2)
+    _steps(one_step, 1)  # two rows, but no row has its next observation yet
+    with pytest.raises(ValueError, match="no complete transition yet"):
+        one_step.sample_index(4, 1, torch.Generator().manual_seed(0))
+    two_steps = make_buffer(8, 1)
+    _steps(two_steps, 2)
+    rows, envs = two_steps.sample_index(4, 1, torch.Generator().manual_seed(0))
+    assert rows.tolist() == [0, 0, 0, 0] and envs.tolist() == [0, 0, 0, 0]
+
+
+def test_the_run_generator_alone_decides_the_draw():
+    """Resume exactness: the batch depends on the replay's generator, not on torch's global RNG."""
+    buf = make_buffer(2 * 200, 2)
+    _steps(buf, 150)
+    assert buf.max_unsampleable(4) <= 300 // 4  # the fast path
+    torch.manual_seed(1)
+    first = buf.sample_index(32, 4, torch.Generator().manual_seed(5))
+    torch.manual_seed(2)
+    second = buf.sample_index(32, 4, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
 def test_tracker_windows_equal_buffer_windows():
     """The acting path (WindowTracker) and the training path (ReplayBuffer.gather) give the
     same window and mask for every step of every env, across episode ends and ring wraps."""
