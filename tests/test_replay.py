@@ -290,6 +290,44 @@ def test_the_run_generator_alone_decides_the_draw():
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+def _fixed_candidates(valid_per_call: list[int], n_rows: int):
+    """A stand-in for ReplayBuffer._candidates: call k offers ``valid_per_call[k]`` sampleable
+    candidates (rows 0, 1, ...) followed by rejects."""
+    calls = iter(valid_per_call)
+
+    def candidates(n, context, generator):
+        k = next(calls)
+        rows = torch.arange(n) % n_rows
+        return rows, torch.zeros(n, dtype=torch.long), torch.arange(n) < k
+
+    return candidates
+
+
+def test_a_fast_path_draw_that_falls_short_is_counted(monkeypatch):
+    buf = make_buffer(400, 1)
+    _steps(buf, 300)
+    monkeypatch.setattr(buf, "_candidates", _fixed_candidates([10, 20], 300))
+    buf.sample_index(32, 1, torch.Generator())
+    buf.sample_index(32, 1, torch.Generator())
+    assert int(buf.invalid_draws) == (32 - 10) + (32 - 20)
+
+
+def test_the_slow_path_gathers_exactly_the_batch_over_several_draws(monkeypatch):
+    buf = make_buffer(40, 1)  # 40 rows, context 12: the bound sends every draw down the slow path
+    _steps(buf, 30)
+    monkeypatch.setattr(buf, "_candidates", _fixed_candidates([31, 5], 30))
+    rows, _ = buf.sample_index(32, 12, torch.Generator())
+    assert rows.tolist() == [*range(30), 0, 0]  # 31 from the first draw (the 31st is row 0 again), 1 more
+
+
+def test_a_ring_too_short_for_the_context_is_refused():
+    """Every window of a long episode in a 4-row ring reaches into overwritten rows."""
+    buf = make_buffer(4, 1)
+    _steps(buf, 10)
+    with pytest.raises(ValueError, match="no window of length 5"):
+        buf.sample_index(8, 5, torch.Generator().manual_seed(0))
+
+
 def test_tracker_windows_equal_buffer_windows():
     """The acting path (WindowTracker) and the training path (ReplayBuffer.gather) give the
     same window and mask for every step of every env, across episode ends and ring wraps."""
