@@ -187,7 +187,9 @@ class ReplayBuffer:
         # A continuing episode: the previous row's next observation is this one.
         prev = (rows - 1) % self.rows
         cont = (ep_step > 0) & ((rows > 0) | (self.size[envs] == self.rows))  # prev row written (not an empty buffer)
-        self.has_next[prev, envs] |= cont  # (a masked index would wait for the GPU to count the mask)
+        # (prev was the last row written, so nothing else has set its has_next; an assignment, not a
+        # masked index, which would wait for the GPU to count the mask)
+        self.has_next[prev, envs] = cont
         self.ptr[envs] = (rows + 1) % self.rows
         self.size[envs] = torch.clamp(self.size[envs] + 1, max=self.rows)
         return rows

@@ -328,6 +328,15 @@ def test_a_ring_too_short_for_the_context_is_refused():
         buf.sample_index(8, 5, torch.Generator().manual_seed(0))
 
 
+@pytest.mark.parametrize("final_obs", [None, torch.zeros(2, OBS_DIM)])
+def test_an_ended_env_needs_exactly_its_final_observation(final_obs):
+    buf = make_buffer(8, 2)
+    zeros = torch.zeros(2)
+    with pytest.raises(ValueError, match="one observation per ended env"):
+        buf.add(torch.zeros(2, OBS_DIM), torch.zeros(2, ACT_DIM), zeros, zeros, zeros, np.array([True, False]),
+                final_obs)
+
+
 def test_tracker_windows_equal_buffer_windows():
     """The acting path (WindowTracker) and the training path (ReplayBuffer.gather) give the
     same window and mask for every step of every env, across episode ends and ring wraps."""
