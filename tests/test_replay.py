@@ -337,6 +337,19 @@ def test_an_ended_env_needs_exactly_its_final_observation(final_obs):
                 final_obs)
 
 
+@pytest.mark.parametrize("obs_shape,pixel_dims", [((4, 4), 2), ((4,), 5)])
+def test_pixel_dims_that_do_not_fit_a_flat_observation_are_refused(obs_shape, pixel_dims):
+    with pytest.raises(ValueError, match="does not fit a flat observation"):
+        ReplayBuffer(16, 1, obs_shape, ACT_DIM, "cpu", pixel_dims=pixel_dims)
+
+
+def test_a_buffer_holds_observations_of_any_shape_and_one_pixel_byte():
+    shaped = ReplayBuffer(16, 1, (2, 3), ACT_DIM, "cpu")
+    assert shaped.obs.shape[2:] == (2, 3)
+    one_pixel = ReplayBuffer(16, 1, (4,), ACT_DIM, "cpu", pixel_dims=1)
+    assert one_pixel.pixels.shape[2:] == (1,) and one_pixel.obs.shape[2:] == (3,)
+
+
 def test_tracker_windows_equal_buffer_windows():
     """The acting path (WindowTracker) and the training path (ReplayBuffer.gather) give the
     same window and mask for every step of every env, across episode ends and ring wraps."""
