@@ -312,6 +312,17 @@ def test_a_fast_path_draw_that_falls_short_is_counted(monkeypatch):
     assert int(buf.invalid_draws) == (32 - 10) + (32 - 20)
 
 
+@pytest.mark.parametrize("context,fast", [(4, True), (5, False)])
+def test_the_fast_path_runs_only_where_the_bound_proves_three_quarters_sampleable(context, fast, monkeypatch):
+    """20 rows of one env: at most final rows + (C + 1) are unsampleable, 5 for C = 4 (a quarter
+    of 20: the fast path, whose shortfall is counted), 6 for C = 5 (the slow path redraws)."""
+    buf = make_buffer(40, 1)
+    _steps(buf, 20)
+    monkeypatch.setattr(buf, "_candidates", _fixed_candidates([3, 40], 20))
+    rows, _ = buf.sample_index(8, context, torch.Generator())
+    assert len(rows) == 8 and int(buf.invalid_draws) == (8 - 3 if fast else 0)
+
+
 def test_the_slow_path_gathers_exactly_the_batch_over_several_draws(monkeypatch):
     buf = make_buffer(40, 1)  # 40 rows, context 12: the bound sends every draw down the slow path
     _steps(buf, 30)
