@@ -214,3 +214,29 @@ def test_the_gaussian_actor_bounds_log_std_and_stays_finite_when_saturated():
     with torch.no_grad():
         last.bias[3:] = -100.0
     torch.testing.assert_close(actor(window, mask)[1], torch.full((8, 3), LOG_STD_MIN))
+
+
+def test_the_transformer_actor_is_a_linear_read_out_with_the_configured_positions():
+    """The paper's actor: the action is one linear layer on the last token; --positions learned
+    gives the encoder a trained position table, sinusoidal a fixed one."""
+    for positions, learned in (("learned", True), ("sinusoidal", False)):
+        cfg = build_config({"env": "Pendulum-v1", "d_model": 16, "d_ff": 32, "n_heads": 2, "positions": positions})
+        actor = build_transformer_actor(cfg, spec(OBS, 2))
+        assert [type(m) for m in actor.head.modules() if len(list(m.children())) == 0] == [torch.nn.Linear]
+        assert isinstance(actor.encoder.pos, torch.nn.Parameter) == learned
+
+
+def test_a_cnn_accelerator_actor_without_its_critic_gets_that_encoders_architecture():
+    """Loading a saved CNN policy builds the actor alone: its frozen encoder must be the critic's
+    architecture (the saved weights are loaded into it)."""
+    cfg = build_config({"env": "Hopper-v5", "pixels": "rgb", "image_size": 32, "frame_stack": 2, "context": 2,
+                        "hidden_size": 16})
+    from accelerl.envs import probe_for
+
+    pixel_spec = probe_for(cfg)
+    critic = build_critic(cfg, pixel_spec)
+    alone = build_accelerator_actor(cfg, pixel_spec)
+    with_critic = build_accelerator_actor(cfg, pixel_spec, critic)
+    assert with_critic.encoder.inner is critic.enc1
+    shapes = {k: v.shape for k, v in critic.enc1.state_dict().items()}
+    assert shapes and {k: v.shape for k, v in alone.encoder.inner.state_dict().items()} == shapes
