@@ -119,7 +119,7 @@ def base_flags(args: argparse.Namespace, checkpoint_every: int) -> list[str]:
 def command_line(script: str, argv: list[str] | None) -> str:
     """The command that regenerates a result, exactly as it was given (bar --write-docs)."""
     given = list(sys.argv[1:] if argv is None else argv)
-    return f"python benchmarks/{script} " + shlex.join(a for a in given if a != "--write-docs")
+    return f"python benchmarks/{script} {shlex.join(a for a in given if a != '--write-docs')}".rstrip()
 
 
 def save_figure(fig, ax, title: str, path: Path, ylabel: str = "eval return", xlabel: str = "env steps") -> Path:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import call_seconds, cpu_name, replace_section
+from common import call_seconds, command_line, cpu_name, replace_section
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
 # ops that belong to the recurrent layer itself (oneDNN's kernels, or PyTorch's own on CUDA/others)
@@ -109,11 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     fwd_rate, fwd_bwd_rate = flop / fwd_ms / 1e6, 3 * flop / fwd_bwd_ms / 1e6  # backward: about 2x forward
     update_ms, lstm_ms = profile_updates(b, c, h, args.updates)
 
-    command = "python benchmarks/lstm_cost.py" + "".join(
-        f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k != "write_docs" and v != parser.get_default(k))
     lines = [
-        f"Command: `{command}` ({cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+        f"Command: `{command_line('lstm_cost.py', argv)}` ({cpu_name()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}; "
         f"batch {b}, C = {c}, hidden {h}).",
         "",
         "| quantity | value |",
