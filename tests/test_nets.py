@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from accelerl.config import build_config
-from accelerl.envs import EnvSpec
+from accelerl.envs import EnvSpec, probe_for
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
 from accelerl.nets.encoders import LastObsEncoder, LSTMEncoder, TransformerEncoder
 from accelerl.nets.heads import GaussianActor
@@ -231,8 +231,6 @@ def test_a_cnn_accelerator_actor_without_its_critic_gets_that_encoders_architect
     architecture (the saved weights are loaded into it)."""
     cfg = build_config({"env": "Hopper-v5", "pixels": "rgb", "image_size": 32, "frame_stack": 2, "context": 2,
                         "hidden_size": 16})
-    from accelerl.envs import probe_for
-
     pixel_spec = probe_for(cfg)
     critic = build_critic(cfg, pixel_spec)
     alone = build_accelerator_actor(cfg, pixel_spec)

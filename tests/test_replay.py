@@ -238,15 +238,23 @@ def test_copy_recent_into_keeps_windows_correct(dst_rows, gen):
     assert seen == allowed
 
 
+def _steps(buf: ReplayBuffer, n: int) -> None:
+    """``n`` vector steps of one continuing episode per env; step t of env e observes
+    100 e + t + 1 in every component (never the buffer's initial zeros)."""
+    envs = buf.num_envs
+    for t in range(n):
+        obs = (100.0 * torch.arange(envs) + t + 1)[:, None].expand(envs, OBS_DIM)
+        buf.add(obs, torch.zeros(envs, ACT_DIM), torch.zeros(envs), torch.zeros(envs), torch.zeros(envs),
+                np.zeros(envs, dtype=bool))
+
+
 def test_a_buffer_of_one_step_copies_and_cuts_every_env():
     """The edge of a switch or a resume one step into a run: each env stream holds one row."""
     src = make_buffer(2 * 8, 2)
-    obs = torch.arange(2 * OBS_DIM, dtype=torch.float32).reshape(2, OBS_DIM)
-    zeros = torch.zeros(2)
-    src.add(obs, torch.zeros(2, ACT_DIM), zeros, zeros, zeros, np.zeros(2, dtype=bool))
+    _steps(src, 1)
     dst = make_buffer(2 * 4, 2)
     src.copy_recent_into(dst)
-    assert dst.size.tolist() == [1, 1] and torch.equal(dst.obs[0], obs)
+    assert dst.size.tolist() == [1, 1] and dst.obs[0, :, 0].tolist() == [1.0, 101.0]
     src.cut_episodes()  # the only row of each env becomes a final row: counted in the sampler's bound
     assert not src.is_transition[0].any() and src.max_unsampleable(3) == 2 + 2 * 4
 
@@ -256,15 +264,6 @@ def test_observations_arrive_as_float32():
 
     x = as_obs_tensor(np.arange(6, dtype=np.float64).reshape(2, 3), torch.device("cpu"))
     assert x.dtype == torch.float32 and x.device.type == "cpu" and x.tolist() == [[0, 1, 2], [3, 4, 5]]
-
-
-def _steps(buf: ReplayBuffer, n: int) -> None:
-    """``n`` vector steps of one continuing episode per env."""
-    envs = buf.num_envs
-    for t in range(n):
-        obs = torch.full((envs, OBS_DIM), float(t))
-        buf.add(obs, torch.zeros(envs, ACT_DIM), torch.zeros(envs), torch.zeros(envs), torch.zeros(envs),
-                np.zeros(envs, dtype=bool))
 
 
 def test_sampling_starts_with_the_first_complete_transition():
