@@ -172,51 +172,71 @@ def test_a_dagger_run_hands_every_episode_back_at_the_switch(tmp_path):
     assert 0 < summary["student_steps"] < 300 and not trainer.collector.student_driven.any()
 
 
-def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_epoch(tmp_path, monkeypatch):
-    """--bc-data rollouts: deterministic accelerator episodes on fresh seeds each round, every
-    window labelled with the accelerator's action, each window once per epoch, their env steps
-    counted as teacher steps."""
+@pytest.mark.parametrize("critic", ["accelerator", "transformer"])
+def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_epoch(tmp_path, monkeypatch, critic):
+    """--bc-data rollouts: deterministic accelerator episodes on the round's fresh seeds, every
+    window labelled with the accelerator's action and visited once per epoch in the order the
+    run's own generator draws (so a resumed run repeats it), their env steps counted as teacher
+    steps, and the losses (with a transformer critic, its distillation on the same minibatches)
+    summed for metrics.csv."""
     from accelerl.envs import make_vector_env
     from accelerl.evaluation import deterministic, run_episodes, teacher_seeds
 
     torch.manual_seed(0)
-    cfg = config(tmp_path, bc_data="rollouts", bc_rollout_episodes=2, bc_epochs=2, learning_starts=100)
+    cfg = config(tmp_path, bc_data="rollouts", bc_rollout_episodes=2, bc_epochs=2, learning_starts=100,
+                 critic=critic)
     trainer = Trainer(cfg, tmp_path)
     try:
-        learner, seen = trainer.learner, []
-        real_update = learner.distiller.update
+        learner, seen, seen_critic, losses = trainer.learner, [], [], []
+        real_update, real_update_critic = learner.distiller.update, learner.distiller.update_critic
 
         def spy(window, mask, labels):
             seen.append((window.clone(), mask.clone(), labels.clone()))
-            return real_update(window, mask, labels)
+            losses.append(real_update(window, mask, labels))
+            return losses[-1]
+
+        def spy_critic(window, mask, labels, behaviour=None):
+            seen_critic.append((window.clone(), mask.clone(), labels.clone(), behaviour))
+            return real_update_critic(window, mask, labels, behaviour)
 
         monkeypatch.setattr(learner.distiller, "update", spy)
-        learner._distill_rollouts()
-        assert learner.teacher_steps == 2 * 200  # two Pendulum episodes of 200 steps
-        windows = torch.cat([w for w, _, _ in seen])
-        assert len(windows) == cfg.bc_epochs * 400 and learner.bc_updates == cfg.bc_epochs * -(-400 // cfg.bc_batch_size)
-        first, second = windows[:400], windows[400:]
-        assert sorted(map(tuple, first[:, -1].tolist())) == sorted(map(tuple, second[:, -1].tolist()))
-        replayed: list = []  # the accelerator's own episodes on the round's seeds, played again here
+        monkeypatch.setattr(learner.distiller, "update_critic", spy_critic)
         env = make_vector_env(learner.spec, 2)
-        run_episodes(env, deterministic(trainer.accelerator), teacher_seeds(cfg.seed, 0, 2), learner.context,
-                     trainer.device, windows=replayed)
-        env.close()
-        assert sorted(map(tuple, first[:, -1].tolist())) == sorted(
-            map(tuple, torch.cat([w for w, _ in replayed])[:, -1].tolist()))
-        with torch.no_grad(), evaluating(trainer.accelerator):
-            for window, mask, labels in seen:
-                torch.testing.assert_close(labels, trainer.accelerator(window, mask))
-        def first_observations() -> set:
-            """The last observation of every window with one real step: each episode's first."""
-            return {tuple(w[-1].tolist()) for window, mask, _ in seen for w, m in zip(window, mask, strict=True)
-                    if int(m.sum()) == 1}
-
-        starts = first_observations()
-        assert len(starts) == 2  # two episodes
-        seen.clear()
-        learner._distill_rollouts()  # the next round: other seeds, so other episodes
-        assert learner.teacher_steps == 800 and first_observations().isdisjoint(starts)
+        try:
+            for round_index in range(2):
+                for record in (seen, seen_critic, losses):
+                    record.clear()
+                learner.loss_sums, learner.loss_counts = {}, {}
+                order_gen = torch.Generator().set_state(learner.gen.get_state())
+                updates_before = learner.bc_updates
+                learner._distill_rollouts()
+                assert learner.bc_round == round_index + 1
+                assert learner.teacher_steps == (round_index + 1) * 2 * 200  # two Pendulum episodes of 200 steps
+                replayed: list = []  # the accelerator's own episodes on this round's seeds, played again here
+                run_episodes(env, deterministic(trainer.accelerator), teacher_seeds(cfg.seed, round_index, 2),
+                             learner.context, trainer.device, windows=replayed)
+                windows, masks = torch.cat([w for w, _ in replayed]), torch.cat([m for _, m in replayed])
+                assert len(windows) == 400
+                orders = [torch.randperm(400, generator=order_gen) for _ in range(cfg.bc_epochs)]
+                expected = torch.cat([windows[o] for o in orders])
+                torch.testing.assert_close(torch.cat([w for w, _, _ in seen]), expected, rtol=0, atol=0)
+                torch.testing.assert_close(torch.cat([m for _, m, _ in seen]), torch.cat([masks[o] for o in orders]))
+                with torch.no_grad(), evaluating(trainer.accelerator):
+                    for window, mask, labels in seen:
+                        torch.testing.assert_close(labels, trainer.accelerator(window, mask))
+                batches = cfg.bc_epochs * -(-400 // cfg.bc_batch_size)
+                assert learner.bc_updates - updates_before == batches == len(seen)
+                assert learner.loss_counts["bc_loss"] == batches
+                torch.testing.assert_close(learner.loss_sums["bc_loss"], torch.stack(losses).sum())
+                if critic == "transformer":
+                    assert learner.loss_counts["critic_bc_loss"] == batches and len(seen_critic) == batches
+                    for (w, m, labels), (cw, cm, clabels, behaviour) in zip(seen, seen_critic, strict=True):
+                        assert torch.equal(w, cw) and torch.equal(m, cm) and torch.equal(labels, clabels)
+                        assert behaviour is None  # rollouts have no stored behaviour actions
+                else:
+                    assert "critic_bc_loss" not in learner.loss_counts and not seen_critic
+        finally:
+            env.close()
     finally:
         close(trainer)
         trainer.learner.teacher_env.close()
