@@ -188,6 +188,56 @@ def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_
     check_sampled_windows(buffer, {**before.history, **after.history}, cfg.context_len)
 
 
+@pytest.mark.parametrize("saved", ["gpu", "cpu"])
+def test_a_restore_without_simulator_state_starts_fresh_episodes_on_fresh_seeds_counted_from_zero(
+        tmp_path, monkeypatch, saved):
+    """On the GPU simulator, restoring a checkpoint (its own, with no simulator state, or a CPU
+    run's state, which cannot go into a GPU simulator) resets every env on seeds of its own: one
+    per env, inside the 31-bit range every simulator takes, none a training seed, other ones at
+    another step; the new episodes' training returns start from zero."""
+    import pickle
+
+    from accelerl.evaluation import training_seeds
+
+    made: list[FakeManiSkillVectorEnv] = []
+    install(monkeypatch, made)
+    cfg = fake_config(tmp_path, mode="accelerator", algo="td3", seed=3000, learning_starts=1000)
+    trainer = Trainer(cfg, tmp_path)
+    collector = trainer.collector
+    env = next(e for e in made if e.num_envs == 4)
+    reset_seeds: list[list[int]] = []
+    original_reset = env.reset
+
+    def reset(*, seed=None, options=None):
+        if seed is not None:
+            reset_seeds.append(list(seed))
+        return original_reset(seed=seed, options=options)
+
+    env.reset = reset
+    collector.reset()
+    blob = collector.env_state() if saved == "gpu" else pickle.dumps({"vector": {}, "envs": []})
+    for restore in range(2):
+        for _ in range(5 + restore):
+            trainer._collect()  # uniform random actions (before learning starts)
+        collector.train_returns.clear()
+        collector.restore_env_state(blob)
+        assert collector.restarted_episodes
+        seeds = reset_seeds[-1]
+        assert len(reset_seeds) == restore + 2 and len(set(seeds)) == 4
+        assert all(0 <= s < 2**31 for s in seeds) and not set(seeds) & set(training_seeds(cfg.seed, 4))
+        steps_before = len(env.actions)
+        for _ in range(9):  # every episode ends within the time limit of 9 steps
+            trainer._collect()
+        returns, expected = np.zeros(4), []
+        for action, ended in zip(env.actions[steps_before:], env.ended[steps_before:], strict=True):
+            returns += action[:, 0]  # the fake's reward is the first action coordinate
+            for i in np.flatnonzero(ended):
+                expected.append(returns[i])
+                returns[i] = 0.0
+        assert list(collector.train_returns) == pytest.approx(expected)
+    assert not set(reset_seeds[1]) & set(reset_seeds[2])  # another step, other seeds
+
+
 # --------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(("flags", "message"), [
     (["--env", "ManiSkill/PushCube-v1", "--sim-backend", "physx_cuda", "--device", "cpu"], "needs --device cuda"),

@@ -242,6 +242,27 @@ def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_
         trainer.learner.teacher_env.close()
 
 
+def test_the_collector_puts_cpu_envs_back_exactly_where_a_checkpoint_left_them(tmp_path):
+    """A gymnasium env's simulator state goes through the collector whole: after a restore the
+    envs carry on with their episodes (the same observations for the same actions), with no
+    fresh episode and nothing cut from the replay."""
+    cfg = config(tmp_path, num_envs=2, learning_starts=1000)
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        collector = trainer.collector
+        collector.reset()
+        for _ in range(30):
+            trainer._collect()
+        blob, final_rows = collector.env_state(), int(trainer.buffer._n_final)
+        actions = np.random.default_rng(0).uniform(-2.0, 2.0, (10, 2, 1)).astype(np.float32)
+        first = [collector.envs.step(a)[0] for a in actions]
+        collector.restore_env_state(blob)
+        assert not collector.restarted_episodes and int(trainer.buffer._n_final) == final_rows
+        np.testing.assert_array_equal(np.stack(first), np.stack([collector.envs.step(a)[0] for a in actions]))
+    finally:
+        close(trainer)
+
+
 def test_evaluation_seeds_change_every_round_and_both_policies_share_them(tmp_path, monkeypatch):
     import accelerl.stages as stages
 
