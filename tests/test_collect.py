@@ -172,6 +172,31 @@ def test_a_dagger_run_hands_every_episode_back_at_the_switch(tmp_path):
     assert 0 < summary["student_steps"] < 300 and not trainer.collector.student_driven.any()
 
 
+def test_dagger_draws_each_new_episodes_driver_per_env_from_learning_starts_on(tmp_path):
+    """A new episode's driver is drawn when its predecessor ends, for each env on its own, from the
+    first step the policies act (an episode that ends on that very step already gets a draw)."""
+    cfg = config(tmp_path, num_envs=1, bc_data="dagger", dagger_fraction=1.0, learning_starts=199)
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        trainer.collector.reset()
+        for _ in range(200):  # Pendulum's first episode ends on step 200, the first after the warm-up
+            assert not trainer.collector.student_driven.any()
+            trainer._collect()
+        assert trainer.collector.student_driven.all()
+    finally:
+        close(trainer)
+    cfg = config(tmp_path / "eight", num_envs=8, bc_data="dagger", dagger_fraction=0.5, learning_starts=8)
+    trainer = Trainer(cfg, tmp_path / "eight")
+    try:
+        trainer.collector.reset()
+        for _ in range(200):  # the eight first episodes all end on the same step
+            trainer._collect()
+        driven = trainer.collector.student_driven
+        assert 0 < driven.sum() < 8, driven  # eight draws, not one shared (fixed seed: 4 of 8)
+    finally:
+        close(trainer)
+
+
 @pytest.mark.parametrize("critic", ["accelerator", "transformer"])
 def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_epoch(tmp_path, monkeypatch, critic):
     """--bc-data rollouts: deterministic accelerator episodes on the round's fresh seeds, every

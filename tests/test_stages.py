@@ -150,3 +150,39 @@ def test_teacher_rollout_seeds_are_valid_and_apart_from_eval_and_training_seeds(
     assert all(0 <= s < 2**32 for s in teacher | evaluation | training)
     assert len(teacher) == 3000 and len(evaluation) == 3000 and len(training) == 16
     assert not teacher & evaluation and not teacher & training
+
+
+def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_transitions(tmp_path, monkeypatch):
+    """metrics.csv's switch row: the step, stage1, the accelerator, ``switch: <reason>``, the
+    wall time so far rounded as every row's, and the losses since the last evaluation (drained there); the new
+    stage-2 buffer holds each env's newest stage-1 rows, in order (--stage2-warmstart)."""
+    import itertools
+    import types
+
+    from conftest import read_metrics
+
+    import accelerl.stages as stages
+    from accelerl.callbacks import Callback
+
+    ticks = itertools.count()
+    monkeypatch.setattr(stages, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) * 0.0123457))
+    seen = {}
+
+    class AtSwitch(Callback):
+        def on_switch(self, event):
+            seen.update(wall=trainer.wall_time, obs=trainer.buffer.obs.clone(), size=trainer.buffer.size.clone())
+
+    cfg = tiny_config(tmp_path, num_envs=2, total_steps=600, stage1_steps="500", eval_every=200, bc_every=100)
+    trainer = Trainer(cfg, tmp_path, callbacks=[AtSwitch()])
+    stage1 = trainer.buffer
+    summary = trainer.run()
+    (row,) = [r for r in read_metrics(tmp_path) if r["event"].startswith("switch")]
+    assert (row["env_step"], row["stage"], row["policy"]) == ("500", "stage1", "accelerator")
+    assert row["event"] == f"switch: {summary['switch_reason']}" and summary["switch_step"] == 500
+    assert row["wall_time"] == str(round(seen["wall"], 2)) and seen["wall"] > 0
+    assert float(row["bc_loss"]) > 0 and float(row["critic_loss"]) > 0
+    keep = cfg.stage2_buffer_size // 2 - 1  # the newest rows that fit the new ring, one left free
+    for e in range(2):
+        n = min(int(stage1.size[e]), keep)
+        src = (int(stage1.ptr[e]) - n + torch.arange(n)) % stage1.rows
+        assert int(seen["size"][e]) == n > 0 and torch.equal(seen["obs"][:n, e], stage1.obs[src, e])
