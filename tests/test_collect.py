@@ -198,6 +198,61 @@ def test_dagger_draws_each_new_episodes_driver_per_env_from_learning_starts_on(t
 
 
 @pytest.mark.parametrize("critic", ["accelerator", "transformer"])
+def test_replay_bc_relabels_the_run_generators_windows_and_distils_the_critic_on_their_stored_actions(
+        tmp_path, monkeypatch, critic):
+    """--bc-data replay (the default): each of --bc-updates steps draws its windows with the run's
+    own generator (so a resumed run repeats them), labels them with the current accelerator, and
+    with a transformer critic distils it on the same windows, labels and the stored actions; every
+    loss is summed for metrics.csv and every step counted."""
+    torch.manual_seed(0)
+    cfg = config(tmp_path, bc_updates=3, learning_starts=1000, critic=critic)
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        learner, buffer, seen, seen_critic, losses = trainer.learner, trainer.buffer, [], [], []
+        real_update, real_update_critic = learner.distiller.update, learner.distiller.update_critic
+        rollouts = []
+        monkeypatch.setattr(learner, "_distill_rollouts", lambda: rollouts.append(True))
+
+        def spy(window, mask, labels):
+            seen.append((window, mask, labels))
+            losses.append(real_update(window, mask, labels))
+            return losses[-1]
+
+        def spy_critic(window, mask, labels, behaviour=None):
+            seen_critic.append((window, mask, labels, behaviour))
+            return real_update_critic(window, mask, labels, behaviour)
+
+        monkeypatch.setattr(learner.distiller, "update", spy)
+        monkeypatch.setattr(learner.distiller, "update_critic", spy_critic)
+        trainer.collector.reset()
+        for _ in range(150):
+            trainer._collect()
+        draw_gen = torch.Generator().set_state(learner.gen.get_state())
+        learner.distill(buffer)
+        assert not rollouts and learner.bc_updates == 3 == len(seen) == learner.loss_counts["bc_loss"]
+        torch.testing.assert_close(learner.loss_sums["bc_loss"], torch.stack(losses).sum())
+        for i, (window, mask, labels) in enumerate(seen):
+            rows, envs = buffer.sample_index(cfg.bc_batch_size, learner.context, draw_gen)
+            expected_window, expected_mask = buffer.gather(rows, envs, learner.context)
+            assert torch.equal(window, expected_window) and torch.equal(mask, expected_mask)
+            with torch.no_grad(), evaluating(trainer.accelerator):
+                torch.testing.assert_close(labels, trainer.accelerator(window, mask))
+            if critic == "transformer":
+                c_window, c_mask, c_labels, behaviour = seen_critic[i]
+                assert c_window is window and c_mask is mask and c_labels is labels
+                assert torch.equal(behaviour, buffer.act[rows, envs])
+        if critic == "transformer":
+            assert len(seen_critic) == 3 == learner.loss_counts["critic_bc_loss"]
+        else:
+            assert not seen_critic and "critic_bc_loss" not in learner.loss_counts
+        learner.cfg.bc_data = "rollouts"  # the other source goes its own way
+        learner.distill(buffer)
+        assert rollouts == [True] and len(seen) == 3
+    finally:
+        close(trainer)
+
+
+@pytest.mark.parametrize("critic", ["accelerator", "transformer"])
 def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_epoch(tmp_path, monkeypatch, critic):
     """--bc-data rollouts: deterministic accelerator episodes on the round's fresh seeds, every
     window labelled with the accelerator's action and visited once per epoch in the order the

@@ -139,6 +139,55 @@ def test_the_cnn_accelerator_is_kept_as_it_was_at_the_switch(tmp_path):
         t.eval_env.close()
 
 
+def test_without_the_warm_start_stage_two_starts_empty_but_keeps_each_envs_episode_step(tmp_path):
+    """--no-stage2-warmstart: no stage-1 row is copied, yet the episodes in flight go on, so the
+    first stage-2 rows carry on counting their episode's steps (the window's padding needs them)."""
+    cfg = tiny_config(tmp_path, num_envs=2, stage2_warmstart=False, learning_starts=1000)
+    trainer = Trainer(cfg, tmp_path)
+    trainer.collector.reset()
+    for _ in range(30):
+        trainer._collect()
+    stage1 = trainer.buffer
+    trainer._enter_stage2()
+    trainer.collector.warm_start(trainer._stage1_buffer, cfg.stage2_warmstart)
+    assert trainer.buffer is not stage1 and int(trainer.buffer.size.sum()) == 0
+    trainer._collect()
+    assert trainer.buffer.ep_step[0].tolist() == [30, 30]
+    trainer.envs.close()
+    trainer.eval_env.close()
+
+
+def test_a_transformer_cnn_from_the_accelerator_is_its_frozen_copy_at_every_bc_round(tmp_path):
+    """--transformer-cnn accelerator: in stage 1 the transformer's frame CNN is the critic
+    encoder's, copied afresh at each BC round and frozen (BC moves only the rest of the
+    transformer); from the switch on it trains."""
+    cfg = tiny_cfg("td3", tmp_path)
+    cfg.env, cfg.pixels, cfg.image_size, cfg.cnn_features, cfg.buffer_size = "Walker2d-v5", "rgb", 24, 8, 600
+    cfg.transformer_cnn, cfg.bc_updates, cfg.learning_starts = "accelerator", 2, 1000
+    cfg = build_config(cfg.to_dict())
+    trainer = Trainer(cfg, tmp_path)
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    trainer.collector.reset()
+    for _ in range(20):
+        trainer._collect()
+    frame, teacher = trainer.transformer.encoder.frame, trainer.rl.critic.enc1.frame
+    for _ in range(2):
+        with torch.no_grad():  # the accelerator's TD updates move its critic's CNN between BC rounds
+            for p in teacher.parameters():
+                p.add_(0.1)
+        before = {k: v.clone() for k, v in trainer.transformer.state_dict().items()}
+        trainer.learner.distill(trainer.buffer)
+        assert all(torch.equal(a, b) for a, b in zip(frame.state_dict().values(), teacher.state_dict().values(),
+                                                      strict=True))
+        assert not any(p.requires_grad for p in frame.parameters())
+        after = trainer.transformer.state_dict()
+        assert any(not torch.equal(after[k], v) for k, v in before.items() if not k.startswith("encoder.frame."))
+    trainer._enter_stage2()
+    assert all(p.requires_grad for p in frame.parameters())
+    trainer.envs.close()
+    trainer.eval_env.close()
+
+
 @pytest.mark.parametrize("seed", [0, 7, 25_000, 2**32 - 1])
 def test_teacher_rollout_seeds_are_valid_and_apart_from_eval_and_training_seeds(seed):
     from accelerl.evaluation import eval_seeds, teacher_seeds, training_seeds
@@ -152,10 +201,12 @@ def test_teacher_rollout_seeds_are_valid_and_apart_from_eval_and_training_seeds(
     assert not teacher & evaluation and not teacher & training
 
 
-def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_transitions(tmp_path, monkeypatch):
+def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_transitions(tmp_path, monkeypatch,
+                                                                                           capsys):
     """metrics.csv's switch row: the step, stage1, the accelerator, ``switch: <reason>``, the
     wall time so far rounded as every row's, and the losses since the last evaluation (drained there); the new
-    stage-2 buffer holds each env's newest stage-1 rows, in order (--stage2-warmstart)."""
+    stage-2 buffer holds each env's newest stage-1 rows, in order (--stage2-warmstart); callbacks
+    and the console hear of it with the reason and those losses."""
     import itertools
     import types
 
@@ -170,7 +221,8 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
 
     class AtSwitch(Callback):
         def on_switch(self, event):
-            seen.update(wall=trainer.wall_time, obs=trainer.buffer.obs.clone(), size=trainer.buffer.size.clone())
+            seen.update(wall=trainer.wall_time, obs=trainer.buffer.obs.clone(), size=trainer.buffer.size.clone(),
+                        metrics=event.metrics)
 
     cfg = tiny_config(tmp_path, num_envs=2, total_steps=600, stage1_steps="500", eval_every=200, bc_every=100)
     trainer = Trainer(cfg, tmp_path, callbacks=[AtSwitch()])
@@ -181,6 +233,11 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert row["event"] == f"switch: {summary['switch_reason']}" and summary["switch_step"] == 500
     assert row["wall_time"] == str(round(seen["wall"], 2)) and seen["wall"] > 0
     assert float(row["bc_loss"]) > 0 and float(row["critic_loss"]) > 0
+    assert seen["metrics"]["reason"] == summary["switch_reason"]
+    losses = seen["metrics"]["stage1_losses"]
+    assert "bc_loss" in losses and {k: round(v, 6) for k, v in losses.items()} == {
+        k: round(float(row[k]), 6) for k in losses}
+    assert f"switched to stage 2 at step 500: {summary['switch_reason']}" in capsys.readouterr().out
     keep = cfg.stage2_buffer_size // 2 - 1  # the newest rows that fit the new ring, one left free
     for e in range(2):
         n = min(int(stage1.size[e]), keep)
