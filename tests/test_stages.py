@@ -47,6 +47,42 @@ def test_enter_stage2_keeps_critic_targets_and_alpha(algo, tmp_path):
         trainer.eval_env.close()
 
 
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_enter_stage2_hands_a_distilled_transformer_critic_to_the_new_agent(algo, tmp_path):
+    """--critic transformer: stage 2's critic is the distilled transformer critic, with a fresh
+    target copy of it (not the accelerator's critic or its target)."""
+    trainer = Trainer(tiny_config(tmp_path, algo=algo, critic="transformer"), tmp_path)
+    try:
+        distilled, accelerator_critic = trainer.learner.transformer_critic, trainer.rl.critic
+        trainer._enter_stage2()
+        new = trainer.rl
+        assert new.critic is distilled and new.critic is not accelerator_critic
+        assert new.critic_target is not distilled
+        for p, q in zip(new.critic_target.parameters(), distilled.parameters(), strict=True):
+            assert torch.equal(p, q)
+    finally:
+        trainer.envs.close()
+        trainer.eval_env.close()
+
+
+def test_stage_two_updates_wait_for_a_batch_of_transitions_in_the_new_buffer(tmp_path):
+    """After the switch, updates start at once when the warm start brought at least a batch of
+    transitions, else a batch's worth of env steps later."""
+    cfg = tiny_config(tmp_path, learning_starts=1000)
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        trainer.collector.reset()
+        for _ in range(100):
+            trainer._collect()
+        learner, batch = trainer.learner, cfg.batch_size
+        for warm, first in ((batch, 500), (batch + 1, 500), (batch - 1, 500 + batch), (0, 500 + batch)):
+            learner.delay_updates(500, warm)
+            assert learner.train(trainer.buffer, first - 1) == 0 and learner.train(trainer.buffer, first) == 1
+    finally:
+        trainer.envs.close()
+        trainer.eval_env.close()
+
+
 def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
     """Resume in the middle of an automatic switch decision: the streak, the BC-loss history and
     the random-policy baseline come back, so the resumed run switches when the original would."""
@@ -228,7 +264,12 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     trainer = Trainer(cfg, tmp_path, callbacks=[AtSwitch()])
     stage1 = trainer.buffer
     summary = trainer.run()
-    (row,) = [r for r in read_metrics(tmp_path) if r["event"].startswith("switch")]
+    rows = read_metrics(tmp_path)
+    (row,) = [r for r in rows if r["event"].startswith("switch")]
+    evaluated = {(r["env_step"], r["policy"]) for r in rows if r["return_mean"]}
+    assert evaluated == {("0", "random"), *((step, p) for step in ("0", "200", "400") for p in ("accelerator",
+                                                                                                  "transformer")),
+                         ("600", "transformer")}  # both policies in stage 1; the transformer alone after
     assert (row["env_step"], row["stage"], row["policy"]) == ("500", "stage1", "accelerator")
     assert row["event"] == f"switch: {summary['switch_reason']}" and summary["switch_step"] == 500
     assert row["wall_time"] == str(round(seen["wall"], 2)) and seen["wall"] > 0
