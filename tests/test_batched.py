@@ -9,10 +9,12 @@ ManiSkill or Vulkan is missing).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_error_line, read_metrics, run_cli, tiny_config
+from conftest import assert_one_error_line, comparable, read_metrics, run_cli, tiny_config
 from fake_maniskill import HIGH, LOW, STATE_DIM, FakeManiSkillVectorEnv, install
 
 from accelerl.envs.batched import BatchedEnv
@@ -171,10 +173,20 @@ def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_
     Trainer(cfg, tmp_path).run()
     before = next(e for e in made if e.num_envs == 4)
     state = checkpoint.load(tmp_path / "checkpoints" / "latest.pt")
+    first_rows = read_metrics(tmp_path)
+    stale = tmp_path / "checkpoints" / ".latest.pt.tmp"  # what a kill mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bar, as in a terminal
     cfg.total_steps = 600
     trainer = Trainer(cfg, tmp_path)
     summary = trainer.run(state)
-    assert "with a fresh episode in every env" in capsys.readouterr().out
+    assert (f"resumed at step {state['env_step']} with a fresh episode in every env: the GPU simulator's state "
+            "is not in the checkpoint") in capsys.readouterr().out
+    assert not stale.exists()
+    assert (trainer.logger.bar.total, trainer.logger.bar.initial) == (600, state["env_step"])
+    rows = read_metrics(tmp_path)  # the first run's rows, then the resumed run's
+    assert comparable(rows[:len(first_rows)]) == comparable(first_rows) and state["env_step"] == 400
+    assert rows[len(first_rows):] and all(int(r["env_step"]) > 400 for r in rows[len(first_rows):])
     after = next(e for e in made if e.num_envs == 4 and e is not before)
     assert summary["env_steps"] == 600 and len(after.actions) == 50
     buffer = trainer.buffer
