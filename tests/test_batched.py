@@ -164,13 +164,20 @@ def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_
     """ManiSkill's GPU state cannot be checkpointed: a resume starts a new episode in every env.
     The transition each env had in flight has no stored next observation, so its row becomes a
     final row (never sampled, counted by the sampler's bound), and the first row after the
-    restart starts an episode."""
+    restart starts an episode. Callbacks hear of each start with the config and the step resumed
+    from, and the resumed run's files carry on from the first's."""
     from accelerl import checkpoint
 
     made: list[FakeManiSkillVectorEnv] = []
     install(monkeypatch, made)
+    starts = []
+
+    def on_start(event):
+        if event.kind == "start":
+            starts.append(dict(event.metrics))
+
     cfg = fake_config(tmp_path, mode="accelerator", algo="td3", total_steps=400)
-    Trainer(cfg, tmp_path).run()
+    Trainer(cfg, tmp_path, callbacks=[on_start]).run()
     before = next(e for e in made if e.num_envs == 4)
     state = checkpoint.load(tmp_path / "checkpoints" / "latest.pt")
     first_rows = read_metrics(tmp_path)
@@ -178,8 +185,10 @@ def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_
     stale.write_bytes(b"half a checkpoint")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bar, as in a terminal
     cfg.total_steps = 600
-    trainer = Trainer(cfg, tmp_path)
+    trainer = Trainer(cfg, tmp_path, callbacks=[on_start])
     summary = trainer.run(state)
+    assert [s["resumed_from"] for s in starts] == [None, 400] and starts[1]["config"]["total_steps"] == 600
+    assert starts[0]["config"]["total_steps"] == 400 and starts[0]["config"]["env"] == cfg.env
     assert (f"resumed at step {state['env_step']} with a fresh episode in every env: the GPU simulator's state "
             "is not in the checkpoint") in capsys.readouterr().out
     assert not stale.exists()
