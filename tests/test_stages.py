@@ -271,7 +271,9 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
                                                                                                   "transformer")),
                          ("600", "transformer")}  # both policies in stage 1; the transformer alone after
     assert (row["env_step"], row["stage"], row["policy"]) == ("500", "stage1", "accelerator")
-    assert row["event"] == f"switch: {summary['switch_reason']}" and summary["switch_step"] == 500
+    assert summary["switch_reason"] == "reached --stage1-steps 500" and summary["switch_step"] == 500
+    assert row["event"] == f"switch: {summary['switch_reason']}"
+    assert summary["bc_updates"] == 5 * cfg.bc_updates  # BC rounds at 100 (where updates start), ..., 500
     assert row["wall_time"] == str(round(seen["wall"], 2)) and seen["wall"] > 0
     assert float(row["bc_loss"]) > 0 and float(row["critic_loss"]) > 0
     assert seen["metrics"]["reason"] == summary["switch_reason"]
