@@ -256,6 +256,11 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     seen = {}
 
     class AtSwitch(Callback):
+        every_steps = 100
+
+        def on_step(self, event):
+            seen.setdefault("steps", []).append(event.env_step)
+
         def on_switch(self, event):
             seen.update(wall=trainer.wall_time, obs=trainer.buffer.obs.clone(), size=trainer.buffer.size.clone(),
                         metrics=event.metrics)
@@ -274,6 +279,9 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert summary["switch_reason"] == "reached --stage1-steps 500" and summary["switch_step"] == 500
     assert row["event"] == f"switch: {summary['switch_reason']}"
     assert summary["bc_updates"] == 5 * cfg.bc_updates  # BC rounds at 100 (where updates start), ..., 500
+    # one update per env step: 2 per vector step of the 2 envs, at env steps 100, 102, ..., 500, then from 502
+    assert summary["rl_updates"] == 201 * 2 + 50 * 2
+    assert seen["steps"] == [100, 200, 300, 400, 500, 600]  # step hooks, every 100 steps
     assert row["wall_time"] == str(round(seen["wall"], 2)) and seen["wall"] > 0
     assert float(row["bc_loss"]) > 0 and float(row["critic_loss"]) > 0
     assert seen["metrics"]["reason"] == summary["switch_reason"]
