@@ -194,6 +194,7 @@ def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_
     assert not stale.exists()
     assert (trainer.logger.bar.total, trainer.logger.bar.initial) == (600, state["env_step"])
     rows = read_metrics(tmp_path)  # the first run's rows, then the resumed run's
+    assert {r["policy"] for r in rows if r["return_mean"]} == {"accelerator"}  # --mode accelerator
     assert comparable(rows[:len(first_rows)]) == comparable(first_rows) and state["env_step"] == 400
     assert rows[len(first_rows):] and all(int(r["env_step"]) > 400 for r in rows[len(first_rows):])
     after = next(e for e in made if e.num_envs == 4 and e is not before)

@@ -249,6 +249,7 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     from conftest import read_metrics
 
     import accelerl.stages as stages
+    from accelerl import checkpoint
     from accelerl.callbacks import Callback
 
     ticks = itertools.count()
@@ -261,11 +262,15 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
         def on_step(self, event):
             seen.setdefault("steps", []).append(event.env_step)
 
+        def on_end(self, event):
+            seen["end"] = dict(event.metrics)
+
         def on_switch(self, event):
             seen.update(wall=trainer.wall_time, obs=trainer.buffer.obs.clone(), size=trainer.buffer.size.clone(),
                         metrics=event.metrics)
 
-    cfg = tiny_config(tmp_path, num_envs=2, total_steps=600, stage1_steps="500", eval_every=200, bc_every=100)
+    cfg = tiny_config(tmp_path, num_envs=2, total_steps=600, stage1_steps="500", eval_every=200, bc_every=100,
+                      checkpoint_every=250)
     trainer = Trainer(cfg, tmp_path, callbacks=[AtSwitch()])
     stage1 = trainer.buffer
     summary = trainer.run()
@@ -288,7 +293,10 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     losses = seen["metrics"]["stage1_losses"]
     assert "bc_loss" in losses and {k: round(v, 6) for k, v in losses.items()} == {
         k: round(float(row[k]), 6) for k in losses}
-    assert f"switched to stage 2 at step 500: {summary['switch_reason']}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"switched to stage 2 at step 500: {summary['switch_reason']}" in out and "stopped at" not in out
+    assert seen["end"] == summary  # the end hook gets the summary
+    assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["env_step"] == 600  # the last, off schedule
     keep = cfg.stage2_buffer_size // 2 - 1  # the newest rows that fit the new ring, one left free
     for e in range(2):
         n = min(int(stage1.size[e]), keep)
