@@ -343,6 +343,33 @@ def test_the_collector_puts_cpu_envs_back_exactly_where_a_checkpoint_left_them(t
         close(trainer)
 
 
+def test_logged_losses_are_means_since_the_last_evaluation_and_train_returns_whole_episodes(tmp_path):
+    """metrics.csv's losses: each the mean of the values summed since the last drain (a
+    non-finite one stops the run, naming the step); train_return: empty until an episode ends,
+    then the mean return of the last training episodes."""
+    from accelerl.errors import NonFiniteError
+
+    trainer = Trainer(config(tmp_path, learning_starts=1000), tmp_path)
+    try:
+        learner, collector = trainer.learner, trainer.collector
+        learner.accumulate({"critic_loss": torch.tensor(1.0), "actor_loss": torch.tensor(4.0)})
+        learner.accumulate({"critic_loss": torch.tensor(3.0)})
+        assert learner.drain_losses(trainer.buffer, 100) == {"critic_loss": 2.0, "actor_loss": 4.0}
+        assert learner.drain_losses(trainer.buffer, 200) == {}
+        learner.accumulate({"bc_loss": torch.tensor(float("nan"))})
+        with pytest.raises(NonFiniteError, match="bc_loss became nan before step 321"):
+            learner.drain_losses(trainer.buffer, 321)
+        collector.reset()
+        for _ in range(199):
+            trainer._collect()
+        assert collector.mean_train_return() == ""
+        trainer._collect()  # Pendulum's time limit ends the first episode at step 200
+        episode = float(trainer.buffer.rew[:200, 0].double().sum())
+        assert collector.mean_train_return() == pytest.approx(episode, rel=1e-5)
+    finally:
+        close(trainer)
+
+
 def test_evaluation_seeds_change_every_round_and_both_policies_share_them(tmp_path, monkeypatch):
     import accelerl.stages as stages
 
