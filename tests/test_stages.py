@@ -83,6 +83,31 @@ def test_stage_two_updates_wait_for_a_batch_of_transitions_in_the_new_buffer(tmp
         trainer.eval_env.close()
 
 
+def test_rl_updates_pay_a_fractional_debt_on_batches_of_the_runs_generator(tmp_path, monkeypatch):
+    """--updates-per-step 0.25: one update every fourth env step (the debt carries over); each
+    batch is drawn with the run's own generator, so a resumed run draws the same ones."""
+    import dataclasses
+
+    cfg = tiny_config(tmp_path, learning_starts=1000, updates_per_step=0.25)
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        trainer.collector.reset()
+        for _ in range(100):
+            trainer._collect()
+        learner, batches = trainer.learner, []
+        real_update = learner.rl.update
+        monkeypatch.setattr(learner.rl, "update", lambda batch: batches.append(batch) or real_update(batch))
+        draw_gen = torch.Generator().set_state(learner.gen.get_state())
+        learner.update_start = 0
+        assert [learner.train(trainer.buffer, 100 + i) for i in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
+        for batch in batches:
+            expected = trainer.buffer.sample(cfg.batch_size, learner.rl_context, draw_gen)
+            assert all(torch.equal(getattr(batch, f.name), getattr(expected, f.name)) for f in dataclasses.fields(batch))
+    finally:
+        trainer.envs.close()
+        trainer.eval_env.close()
+
+
 def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
     """Resume in the middle of an automatic switch decision: the streak, the BC-loss history and
     the random-policy baseline come back, so the resumed run switches when the original would."""
