@@ -264,10 +264,12 @@ def test_teacher_rollout_seeds_are_valid_and_apart_from_eval_and_training_seeds(
 
 def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_transitions(tmp_path, monkeypatch,
                                                                                            capsys):
-    """metrics.csv's switch row: the step, stage1, the accelerator, ``switch: <reason>``, the
-    wall time so far rounded as every row's, and the losses since the last evaluation (drained there); the new
-    stage-2 buffer holds each env's newest stage-1 rows, in order (--stage2-warmstart); callbacks
-    and the console hear of it with the reason and those losses."""
+    """A two-stage run in process. metrics.csv's switch row: the step, stage1, the accelerator,
+    ``switch: <reason>``, the wall time so far rounded as every row's, and the losses since the
+    last evaluation; the stage-2 buffer starts with each env's newest stage-1 rows, in order
+    (--stage2-warmstart); callbacks and the console hear of the switch with the reason and those
+    losses. Around it: BC rounds from where updates start, one RL update per env step, step hooks
+    at their interval, the end hook with the summary, and a last checkpoint off the schedule."""
     import itertools
     import types
 
