@@ -98,6 +98,12 @@ def popen_cli(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV, cwd=cwd)
 
 
+def close_envs(trainer) -> None:
+    """Close an in-process Trainer's training and evaluation envs."""
+    trainer.envs.close()
+    trainer.eval_env.close()
+
+
 def train_ok(args: list[str], timeout: float = 300) -> str:
     """Run ``accelerl train ARGS``, fail with its stderr unless it exits 0; returns stdout."""
     rc, out, err = run_cli(["train", *args], timeout=timeout)

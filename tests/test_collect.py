@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import close_envs
 from conftest import tiny_config as config
 
 from accelerl.algos.base import evaluating
@@ -34,9 +35,24 @@ def spy_actions(trainer: Trainer) -> list[np.ndarray]:
     return sent
 
 
-def close(trainer: Trainer) -> None:
-    trainer.envs.close()
-    trainer.eval_env.close()
+def spy_on_distillation(monkeypatch, distiller) -> tuple[list, list, list]:
+    """Records the arguments of every BC step (window, mask, labels), of every critic
+    distillation step (window, mask, labels, behaviour), and every BC loss returned."""
+    seen, seen_critic, losses = [], [], []
+    real_update, real_update_critic = distiller.update, distiller.update_critic
+
+    def update(window, mask, labels):
+        seen.append((window, mask, labels))
+        losses.append(real_update(window, mask, labels))
+        return losses[-1]
+
+    def update_critic(window, mask, labels, behaviour=None):
+        seen_critic.append((window, mask, labels, behaviour))
+        return real_update_critic(window, mask, labels, behaviour)
+
+    monkeypatch.setattr(distiller, "update", update)
+    monkeypatch.setattr(distiller, "update_critic", update_critic)
+    return seen, seen_critic, losses
 
 
 def env_rows(buffer, env: int) -> dict[str, np.ndarray]:
@@ -85,7 +101,7 @@ def test_a_real_vector_env_lands_in_the_replay_exactly(tmp_path):
         assert len(ends[0]) >= 2 and len(ends[1]) >= 2 and ends[0] != ends[1], ends
         assert buffer.num_transitions == int(buffer.is_transition.sum()) - 2  # every row but the newest has its next
     finally:
-        close(trainer)
+        close_envs(trainer)
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
@@ -123,7 +139,7 @@ def test_stage2_explores_around_the_transformer(algo, tmp_path):
         assert abs(float(z.mean())) < 0.2 * expected_std
         assert trainer.acting_policy == "transformer"
     finally:
-        close(trainer)
+        close_envs(trainer)
 
 
 def test_dagger_stores_the_transformers_actions_in_its_episodes(tmp_path):
@@ -157,7 +173,7 @@ def test_dagger_stores_the_transformers_actions_in_its_episodes(tmp_path):
         torch.testing.assert_close(stored[~driven & after_warmup], teacher[~driven & after_warmup], atol=1e-5, rtol=0)
         assert not torch.allclose(student[driven], teacher[driven], atol=1e-2)  # the two policies differ
     finally:
-        close(trainer)
+        close_envs(trainer)
 
 
 def test_a_dagger_run_hands_every_episode_back_at_the_switch(tmp_path):
@@ -184,7 +200,7 @@ def test_dagger_draws_each_new_episodes_driver_per_env_from_learning_starts_on(t
             trainer._collect()
         assert trainer.collector.student_driven.all()
     finally:
-        close(trainer)
+        close_envs(trainer)
     cfg = config(tmp_path / "eight", num_envs=8, bc_data="dagger", dagger_fraction=0.5, learning_starts=8)
     trainer = Trainer(cfg, tmp_path / "eight")
     try:
@@ -194,7 +210,7 @@ def test_dagger_draws_each_new_episodes_driver_per_env_from_learning_starts_on(t
         driven = trainer.collector.student_driven
         assert 0 < driven.sum() < 8, driven  # eight draws, not one shared (fixed seed: 4 of 8)
     finally:
-        close(trainer)
+        close_envs(trainer)
 
 
 @pytest.mark.parametrize("critic", ["accelerator", "transformer"])
@@ -208,22 +224,9 @@ def test_replay_bc_relabels_the_run_generators_windows_and_distils_the_critic_on
     cfg = config(tmp_path, bc_updates=3, learning_starts=1000, critic=critic)
     trainer = Trainer(cfg, tmp_path)
     try:
-        learner, buffer, seen, seen_critic, losses = trainer.learner, trainer.buffer, [], [], []
-        real_update, real_update_critic = learner.distiller.update, learner.distiller.update_critic
-        rollouts = []
+        learner, buffer, rollouts = trainer.learner, trainer.buffer, []
         monkeypatch.setattr(learner, "_distill_rollouts", lambda: rollouts.append(True))
-
-        def spy(window, mask, labels):
-            seen.append((window, mask, labels))
-            losses.append(real_update(window, mask, labels))
-            return losses[-1]
-
-        def spy_critic(window, mask, labels, behaviour=None):
-            seen_critic.append((window, mask, labels, behaviour))
-            return real_update_critic(window, mask, labels, behaviour)
-
-        monkeypatch.setattr(learner.distiller, "update", spy)
-        monkeypatch.setattr(learner.distiller, "update_critic", spy_critic)
+        seen, seen_critic, losses = spy_on_distillation(monkeypatch, learner.distiller)
         trainer.collector.reset()
         for _ in range(150):
             trainer._collect()
@@ -249,7 +252,7 @@ def test_replay_bc_relabels_the_run_generators_windows_and_distils_the_critic_on
         learner.distill(buffer)
         assert rollouts == [True] and len(seen) == 3
     finally:
-        close(trainer)
+        close_envs(trainer)
 
 
 @pytest.mark.parametrize("critic", ["accelerator", "transformer"])
@@ -267,20 +270,8 @@ def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_
                  critic=critic)
     trainer = Trainer(cfg, tmp_path)
     try:
-        learner, seen, seen_critic, losses = trainer.learner, [], [], []
-        real_update, real_update_critic = learner.distiller.update, learner.distiller.update_critic
-
-        def spy(window, mask, labels):
-            seen.append((window.clone(), mask.clone(), labels.clone()))
-            losses.append(real_update(window, mask, labels))
-            return losses[-1]
-
-        def spy_critic(window, mask, labels, behaviour=None):
-            seen_critic.append((window.clone(), mask.clone(), labels.clone(), behaviour))
-            return real_update_critic(window, mask, labels, behaviour)
-
-        monkeypatch.setattr(learner.distiller, "update", spy)
-        monkeypatch.setattr(learner.distiller, "update_critic", spy_critic)
+        learner = trainer.learner
+        seen, seen_critic, losses = spy_on_distillation(monkeypatch, learner.distiller)
         env = make_vector_env(learner.spec, 2)
         try:
             for round_index in range(2):
@@ -318,7 +309,7 @@ def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_
         finally:
             env.close()
     finally:
-        close(trainer)
+        close_envs(trainer)
         trainer.learner.teacher_env.close()
 
 
@@ -340,7 +331,7 @@ def test_the_collector_puts_cpu_envs_back_exactly_where_a_checkpoint_left_them(t
         assert not collector.restarted_episodes and int(trainer.buffer._n_final) == final_rows
         np.testing.assert_array_equal(np.stack(first), np.stack([collector.envs.step(a)[0] for a in actions]))
     finally:
-        close(trainer)
+        close_envs(trainer)
 
 
 def test_logged_losses_are_means_since_the_last_evaluation_and_train_returns_whole_episodes(tmp_path):
@@ -367,7 +358,7 @@ def test_logged_losses_are_means_since_the_last_evaluation_and_train_returns_who
         episode = float(trainer.buffer.rew[:200, 0].double().sum())
         assert collector.mean_train_return() == pytest.approx(episode, rel=1e-5)
     finally:
-        close(trainer)
+        close_envs(trainer)
 
 
 def test_evaluation_seeds_change_every_round_and_both_policies_share_them(tmp_path, monkeypatch):

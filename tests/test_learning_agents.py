@@ -17,8 +17,8 @@ PENDULUM = {"env": "Pendulum-v1", "mode": "accelerator", "hidden_size": 64, "bat
             "device": "cpu"}
 
 
-def _accelerator_returns(run) -> list[float]:
-    return [float(r["return_mean"]) for r in eval_rows(read_metrics(run)) if r["policy"] == "accelerator"]
+def _accelerator_rows(run) -> list[dict[str, str]]:
+    return [r for r in eval_rows(read_metrics(run)) if r["policy"] == "accelerator"]
 
 
 def test_lstm_accelerator_learns_fully_observed_pendulum(tmp_path):
@@ -27,7 +27,7 @@ def test_lstm_accelerator_learns_fully_observed_pendulum(tmp_path):
     run = tmp_path / "lstm"
     result = accelerl.train({**PENDULUM, "accelerator": "lstm", "context": 4, "total_steps": 7000,
                              "checkpoint_every": 7000}, run_dir=run, callbacks=[StopOnReturn(SOLVED, "accelerator")])
-    returns = _accelerator_returns(run)
+    returns = [float(r["return_mean"]) for r in _accelerator_rows(run)]
     assert result.stop_reason is not None and max(returns) >= SOLVED, f"LSTM accelerator returns {returns}"
 
 
@@ -37,7 +37,7 @@ def test_sac_learns_pendulum(tmp_path):
     run = tmp_path / "sac"
     result = accelerl.train({**PENDULUM, "algo": "sac", "hidden_layers": 2, "total_steps": 8000,
                              "checkpoint_every": 8000}, run_dir=run, callbacks=[StopOnReturn(SOLVED, "accelerator")])
-    rows = [r for r in eval_rows(read_metrics(run)) if r["policy"] == "accelerator"]
+    rows = _accelerator_rows(run)
     returns = [float(r["return_mean"]) for r in rows]
     assert result.stop_reason is not None and returns[0] < -900 and max(returns) >= SOLVED, f"SAC returns {returns}"
     alphas = [float(r["alpha"]) for r in rows if r["alpha"]]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import close_envs, tiny_config
 
 from accelerl.algos import SAC, TD3
 from accelerl.config import build_config
@@ -43,8 +43,7 @@ def test_enter_stage2_keeps_critic_targets_and_alpha(algo, tmp_path):
         assert trainer.buffer.capacity >= 500 and trainer.buffer.capacity < 2000  # the small stage-2 buffer
         assert trainer._stage1_buffer.capacity >= 2000
     finally:
-        trainer.envs.close()
-        trainer.eval_env.close()
+        close_envs(trainer)
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
@@ -61,8 +60,7 @@ def test_enter_stage2_hands_a_distilled_transformer_critic_to_the_new_agent(algo
         for p, q in zip(new.critic_target.parameters(), distilled.parameters(), strict=True):
             assert torch.equal(p, q)
     finally:
-        trainer.envs.close()
-        trainer.eval_env.close()
+        close_envs(trainer)
 
 
 def test_stage_two_updates_wait_for_a_batch_of_transitions_in_the_new_buffer(tmp_path):
@@ -79,8 +77,7 @@ def test_stage_two_updates_wait_for_a_batch_of_transitions_in_the_new_buffer(tmp
             learner.delay_updates(500, warm)
             assert learner.train(trainer.buffer, first - 1) == 0 and learner.train(trainer.buffer, first) == 1
     finally:
-        trainer.envs.close()
-        trainer.eval_env.close()
+        close_envs(trainer)
 
 
 def test_rl_updates_pay_a_fractional_debt_on_batches_of_the_runs_generator(tmp_path, monkeypatch):
@@ -104,8 +101,7 @@ def test_rl_updates_pay_a_fractional_debt_on_batches_of_the_runs_generator(tmp_p
             expected = trainer.buffer.sample(cfg.batch_size, learner.rl_context, draw_gen)
             assert all(torch.equal(getattr(batch, f.name), getattr(expected, f.name)) for f in dataclasses.fields(batch))
     finally:
-        trainer.envs.close()
-        trainer.eval_env.close()
+        close_envs(trainer)
 
 
 def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
@@ -131,8 +127,7 @@ def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
     assert resumed.switch_rule.state_dict() == rule.state_dict()
     assert resumed.switch_rule.cap == 900
     for t in (trainer, resumed):
-        t.envs.close()
-        t.eval_env.close()
+        close_envs(t)
 
 
 def test_a_resume_with_another_total_takes_the_default_cap_from_it(tmp_path):
@@ -160,8 +155,7 @@ def test_a_resume_with_another_total_takes_the_default_cap_from_it(tmp_path):
     assert (resumed.switch_rule.streak, resumed.switch_rule.bc_history, resumed.switch_rule.random_return) == (
         1, [0.5], -1200.0)
     for t in (trainer, resumed):
-        t.envs.close()
-        t.eval_env.close()
+        close_envs(t)
 
 
 def test_the_cnn_accelerator_is_kept_as_it_was_at_the_switch(tmp_path):
@@ -196,8 +190,7 @@ def test_the_cnn_accelerator_is_kept_as_it_was_at_the_switch(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(resumed.rl.critic.enc1.parameters(), critic.enc1.parameters(),
                                                   strict=True))
     for t in (trainer, resumed):
-        t.envs.close()
-        t.eval_env.close()
+        close_envs(t)
 
 
 def test_without_the_warm_start_stage_two_starts_empty_but_keeps_each_envs_episode_step(tmp_path):
@@ -214,8 +207,7 @@ def test_without_the_warm_start_stage_two_starts_empty_but_keeps_each_envs_episo
     assert trainer.buffer is not stage1 and int(trainer.buffer.size.sum()) == 0
     trainer._collect()
     assert trainer.buffer.ep_step[0].tolist() == [30, 30]
-    trainer.envs.close()
-    trainer.eval_env.close()
+    close_envs(trainer)
 
 
 def test_a_transformer_cnn_from_the_accelerator_is_its_frozen_copy_at_every_bc_round(tmp_path):
@@ -245,8 +237,7 @@ def test_a_transformer_cnn_from_the_accelerator_is_its_frozen_copy_at_every_bc_r
         assert any(not torch.equal(after[k], v) for k, v in before.items() if not k.startswith("encoder.frame."))
     trainer._enter_stage2()
     assert all(p.requires_grad for p in frame.parameters())
-    trainer.envs.close()
-    trainer.eval_env.close()
+    close_envs(trainer)
 
 
 @pytest.mark.parametrize("seed", [0, 7, 25_000, 2**32 - 1])
