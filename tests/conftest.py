@@ -3,13 +3,16 @@ episode generator whose observations encode (env, episode, step) so replay check
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import inspect
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +94,37 @@ def run_cli(args: list[str], timeout: float = 300, cwd: Path | None = None) -> t
     proc = subprocess.run([sys.executable, "-m", "accelerl.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=SUBPROCESS_ENV, cwd=cwd)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+# The warning filters of a fresh interpreter (Python 3.11, no -W): what a user's terminal shows.
+_FRESH_FILTERS = (("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, ""),
+                  ("ignore", PendingDeprecationWarning, ""), ("ignore", ImportWarning, ""),
+                  ("ignore", ResourceWarning, ""))
+
+
+def cli_here(args: list[str], cwd: Path | None = None) -> tuple[int, str, str]:
+    """``accelerl ARGS`` in this process, as ``run_cli`` would see it: (exit code, stdout, stderr),
+    warnings written to stderr under a fresh interpreter's filters. It saves starting an interpreter
+    and importing torch (seconds on 2 cores) for a check that fails fast; a traceback here is an
+    uncaught exception, which fails the test. Import-time output is run_cli's to check."""
+    from accelerl import cli
+
+    out, err = io.StringIO(), io.StringIO()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        err.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with contextlib.chdir(cwd or Path.cwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category, module in reversed(_FRESH_FILTERS):
+            warnings.filterwarnings(action, category=category, module=module)
+        warnings.showwarning = show
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own exits (--help, usage errors)
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, out.getvalue(), err.getvalue()
 
 
 def popen_cli(args: list[str], cwd: Path | None = None) -> subprocess.Popen:

@@ -1,4 +1,8 @@
-"""Bad input ends as exit code 2 and one line 'accelerl: error: ...' on stderr, never a traceback."""
+"""Bad input ends as exit code 2 and one line 'accelerl: error: ...' on stderr, never a traceback.
+
+The checks run the command line in this process (``cli_here``: a fresh interpreter per case would
+cost more than the case); ``test_a_fresh_interpreter_prints_the_same_single_line`` runs both kinds
+of error, a config error and a usage error, through ``python -m accelerl.cli`` too."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, assert_one_error_line, run_cli
+from conftest import TINY, assert_one_error_line, cli_here, run_cli
 
 from accelerl import checkpoint, cli
 from accelerl.algos.base import OffPolicy
@@ -23,7 +27,7 @@ SMALL_RUN = ["--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts"
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    rc, _, err = run_cli(["train", *SMALL_RUN, "--run-dir", run_dir])
+    rc, _, err = cli_here(["train", *SMALL_RUN, "--run-dir", run_dir])
     assert rc == 0, err
     return run_dir
 
@@ -56,24 +60,31 @@ def finished_run(tmp_path_factory):
 def test_bad_input_is_one_error_line(args, needle, tmp_path):
     if args[0] == "train":
         args = [*args, "--run-dir", tmp_path / "run"]
-    rc, _, err = run_cli(args, cwd=tmp_path)
+    rc, _, err = cli_here(args, cwd=tmp_path)
     assert_one_error_line(rc, err, needle)
 
 
+@pytest.mark.parametrize("args,needle", [(["--env", "NoSuchEnv-v0"], "NoSuchEnv"), (["--bogus-flag", "1"], "unrecognized")])
+def test_a_fresh_interpreter_prints_the_same_single_line(args, needle, tmp_path):
+    rc, _, err = run_cli(["train", *args, "--run-dir", tmp_path / "run"], cwd=tmp_path)
+    assert_one_error_line(rc, err, needle)
+    assert (rc, err) == cli_here(["train", *args, "--run-dir", tmp_path / "run"], cwd=tmp_path)[::2]
+
+
 def test_env_id_with_unknown_module_is_one_error_line(tmp_path):
-    rc, _, err = run_cli(["train", "--env", "no_such_module:Thing-v0", "--run-dir", tmp_path / "run"], cwd=tmp_path)
+    rc, _, err = cli_here(["train", "--env", "no_such_module:Thing-v0", "--run-dir", tmp_path / "run"], cwd=tmp_path)
     assert_one_error_line(rc, err, "no_such_module")
 
 
 def test_run_dir_that_is_a_file_is_one_error_line(tmp_path):
     (tmp_path / "afile").write_text("x")
-    rc, _, err = run_cli(["train", "--env", "Pendulum-v1", "--run-dir", tmp_path / "afile"], cwd=tmp_path)
+    rc, _, err = cli_here(["train", "--env", "Pendulum-v1", "--run-dir", tmp_path / "afile"], cwd=tmp_path)
     assert_one_error_line(rc, err, "afile")
 
 
 @pytest.mark.parametrize("bad", [["--env", "NoSuchEnv-v0"], ["--env", "Pendulum-v1", "--obs-mask", "5"]])
 def test_rejected_config_leaves_no_run_directory(bad, tmp_path):
-    rc, _, err = run_cli(["train", *bad, "--run-dir", tmp_path / "run"], cwd=tmp_path)
+    rc, _, err = cli_here(["train", *bad, "--run-dir", tmp_path / "run"], cwd=tmp_path)
     assert rc == 2, err
     assert not (tmp_path / "run").exists()
     assert list(tmp_path.iterdir()) == []  # nor a default runs/ folder
@@ -84,18 +95,18 @@ def test_help_lists_every_documented_train_flag():
     table = readme[readme.index("### `accelerl train` flags"):readme.index("### Partial observability")]
     flags = set(re.findall(r"`(--[a-z0-9-]+)", table))
     assert len(flags) > 40
-    rc, out, err = run_cli(["train", "--help"])
+    rc, out, err = cli_here(["train", "--help"])
     assert rc == 0, err
     assert sorted(f for f in flags if f not in out) == []
 
 
 def test_resume_of_a_missing_directory(tmp_path):
-    rc, _, err = run_cli(["train", "--resume", tmp_path / "nothing"], cwd=tmp_path)
+    rc, _, err = cli_here(["train", "--resume", tmp_path / "nothing"], cwd=tmp_path)
     assert_one_error_line(rc, err, "resume")
 
 
 def test_resume_with_a_flag_other_than_total_steps(finished_run, tmp_path):
-    rc, _, err = run_cli(["train", "--resume", finished_run, "--seed", "3"], cwd=tmp_path)
+    rc, _, err = cli_here(["train", "--resume", finished_run, "--seed", "3"], cwd=tmp_path)
     assert_one_error_line(rc, err, "--seed")
 
 
@@ -104,7 +115,7 @@ def test_resume_of_a_truncated_checkpoint(finished_run, tmp_path):
     shutil.copytree(finished_run, run)
     latest = run / "checkpoints" / "latest.pt"
     latest.write_bytes(latest.read_bytes()[:1000])
-    rc, _, err = run_cli(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
+    rc, _, err = cli_here(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
     assert_one_error_line(rc, err, "checkpoint")
 
 
@@ -115,7 +126,7 @@ def _resume_with_edited_context(finished_run, tmp_path):
     assert cfg["context"] in (None, 3)
     cfg["context"] = 5
     (run / "config.json").write_text(json.dumps(cfg))
-    return run_cli(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
+    return cli_here(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
 
 
 def test_resume_with_a_different_config_is_refused(finished_run, tmp_path):
@@ -132,7 +143,7 @@ def test_resume_with_a_different_config_is_one_error_line(finished_run, tmp_path
 
 
 def test_context_longer_than_the_buffer_is_rejected(tmp_path):
-    rc, _, err = run_cli(["train", "--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts", "50",
+    rc, _, err = cli_here(["train", "--env", "Pendulum-v1", "--total-steps", "300", "--learning-starts", "50",
                           "--eval-every", "150", "--eval-episodes", "1", "--checkpoint-every", "150", "--bc-every", "50",
                           "--bc-updates", "2", *TINY, "--context", "50", "--buffer-size", "40", "--stage2-buffer-size",
                           "40", "--run-dir", tmp_path / "run"], cwd=tmp_path)
@@ -153,7 +164,7 @@ def test_a_buffer_too_small_for_the_cnn_frame_stack_is_rejected():
 
 
 def test_bc_before_any_complete_transition_does_not_crash(tmp_path):
-    rc, _, err = run_cli(["train", "--env", "Pendulum-v1", "--total-steps", "40", "--learning-starts", "0",
+    rc, _, err = cli_here(["train", "--env", "Pendulum-v1", "--total-steps", "40", "--learning-starts", "0",
                           "--bc-every", "1", "--bc-updates", "1", "--eval-every", "40", "--eval-episodes", "1",
                           "--checkpoint-every", "40", *TINY, "--run-dir", tmp_path / "run"], cwd=tmp_path)
     assert rc == 0, err[-2000:]
@@ -215,7 +226,7 @@ def test_resume_of_a_run_from_another_version_is_one_error_line(what, finished_r
         state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
         state["format_version"] = 99
         torch.save(state, run / "checkpoints" / "latest.pt")
-    rc, _, err = run_cli(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
+    rc, _, err = cli_here(["train", "--resume", run, "--total-steps", "400"], cwd=tmp_path)
     assert_one_error_line(rc, err, "version" if what == "config" else "format")
 
 
@@ -224,19 +235,19 @@ def test_eval_and_resume_of_a_run_with_a_corrupt_config(finished_run, tmp_path):
     shutil.copytree(finished_run, run)
     (run / "config.json").write_text('{"env": "Pendulum-v1", ')
     for args in (["eval", run], ["train", "--resume", run]):
-        rc, _, err = run_cli(args, cwd=tmp_path)
+        rc, _, err = cli_here(args, cwd=tmp_path)
         assert_one_error_line(rc, err, "config.json")
 
 
 def test_plot_output_and_empty_runs(finished_run, tmp_path):
-    rc, _, err = run_cli(["plot", finished_run, "--out", tmp_path / "new" / "dir" / "c.png"], cwd=tmp_path)
+    rc, _, err = cli_here(["plot", finished_run, "--out", tmp_path / "new" / "dir" / "c.png"], cwd=tmp_path)
     assert rc == 0 and (tmp_path / "new" / "dir" / "c.png").is_file(), err
-    rc, _, err = run_cli(["plot", finished_run, "--out", tmp_path / "c.xyz"], cwd=tmp_path)
+    rc, _, err = cli_here(["plot", finished_run, "--out", tmp_path / "c.xyz"], cwd=tmp_path)
     assert_one_error_line(rc, err, "--out")
     empty = tmp_path / "empty"
     empty.mkdir()
     lines = (finished_run / "metrics.csv").read_text().splitlines()
     random_row = next(line for line in lines if ",random," in line)  # killed during its first evaluation
     (empty / "metrics.csv").write_text(lines[0] + "\n" + random_row + "\n")
-    rc, _, err = run_cli(["plot", empty, "--out", tmp_path / "e.png"], cwd=tmp_path)
+    rc, _, err = cli_here(["plot", empty, "--out", tmp_path / "e.png"], cwd=tmp_path)
     assert_one_error_line(rc, err, "no evaluation")
