@@ -425,3 +425,26 @@ def test_asymmetric_action_bounds_round_trip_through_training_and_predict(tmp_pa
     np.testing.assert_allclose(action, TARGET, atol=0.35)  # (a rescaling bug is off by 1 or more)
     unit = trainer.accelerator.act(torch.zeros(1, cfg.window_len, 2), torch.ones(1, cfg.window_len, dtype=torch.bool))
     np.testing.assert_allclose(action, np.array([0.0, -1.0]) + (unit[0].detach().numpy() + 1.0) * [1.5, 1.0], atol=1e-6)
+
+
+def test_warm_up_actions_are_uniform_over_the_box_and_come_from_the_runs_generator(tmp_path):
+    """Before learning starts the collector acts uniformly at random over the whole action box
+    ([-1, 1] per dimension before rescaling to the env's bounds), with draws from the run's own
+    generator: re-seeding torch's global RNG after the Trainer is built changes nothing."""
+    stored = []
+    for global_seed in (0, 1):
+        run = tmp_path / f"g{global_seed}"
+        trainer = Trainer(config(run, num_envs=2, learning_starts=1000), run)
+        try:
+            trainer.collector.reset()
+            torch.manual_seed(global_seed)
+            for _ in range(300):
+                trainer._collect()
+            rows = [env_rows(trainer.buffer, e) for e in range(2)]
+            stored.append(np.concatenate([r["act"][r["is_transition"].astype(bool)] for r in rows]))
+        finally:
+            close_envs(trainer)
+    assert np.array_equal(stored[0], stored[1])
+    act = stored[0]
+    assert act.shape == (600, 1) and -1 <= act.min() < -0.95 and 0.95 < act.max() <= 1
+    assert abs(float(act.mean())) < 0.1 and 0.25 < float(act.var()) < 0.42  # uniform on [-1, 1]: variance 1/3

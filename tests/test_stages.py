@@ -320,3 +320,28 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
         n = min(int(stage1.size[e]), keep)
         src = (int(stage1.ptr[e]) - n + torch.arange(n)) % stage1.rows
         assert int(seen["size"][e]) == n > 0 and torch.equal(seen["obs"][:n, e], stage1.obs[src, e])
+
+
+def test_a_non_finite_weight_stops_the_save_naming_the_network_the_weight_and_the_last_checkpoint(tmp_path):
+    """A checkpoint never holds a NaN weight: the save stops with one line that says which weight,
+    since when, and where the last good checkpoint is; a sampler that drew a row it must not has its
+    own message (a bug to report, not a learning rate to lower)."""
+    import re
+
+    from accelerl.errors import NonFiniteError
+
+    trainer = Trainer(tiny_config(tmp_path), tmp_path)
+    try:
+        key = next(k for k, v in trainer.transformer.state_dict().items() if v.is_floating_point())
+        with torch.no_grad():
+            trainer.transformer.state_dict()[key].view(-1)[0] = float("nan")
+        expected = (f"transformer weight {key} became non-finite before step 0; stopped. The last good checkpoint "
+                    f"is in {tmp_path / 'checkpoints'} (try a lower learning rate)")
+        with pytest.raises(NonFiniteError, match=f"^{re.escape(expected)}$"):
+            trainer.save()
+        assert not (tmp_path / "checkpoints" / "latest.pt").exists()
+        trainer.buffer.invalid_draws += 1
+        with pytest.raises(RuntimeError, match=r"^replay sampling drew an unsampleable row; please report this as a bug$"):
+            trainer.learner.check_finite(trainer.buffer, 0)
+    finally:
+        close_envs(trainer)
