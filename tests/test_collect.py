@@ -448,3 +448,45 @@ def test_warm_up_actions_are_uniform_over_the_box_and_come_from_the_runs_generat
     act = stored[0]
     assert act.shape == (600, 1) and -1 <= act.min() < -0.95 and 0.95 < act.max() <= 1
     assert abs(float(act.mean())) < 0.1 and 0.25 < float(act.var()) < 0.42  # uniform on [-1, 1]: variance 1/3
+
+
+def test_the_replay_memory_check_counts_every_byte_of_a_row_and_allows_up_to_80_percent(monkeypatch):
+    """The up-front memory check estimates what the replay will allocate, byte for byte (frames,
+    floats, flags, episode step), and refuses the larger of the two buffers only past 80% of RAM."""
+    import os
+    from types import SimpleNamespace
+
+    from accelerl.collect import check_replay_fits
+    from accelerl.errors import ConfigError
+    from accelerl.replay import ReplayBuffer
+
+    spec = SimpleNamespace(pixel_dims=3 * 8 * 8, state_dim=5, act_dim=2)
+    buf = ReplayBuffer(64, 1, (spec.pixel_dims + spec.state_dim,), spec.act_dim, pixel_dims=spec.pixel_dims)
+    row = sum(getattr(buf, name)[0, 0].nbytes for name in ReplayBuffer._ROW_TENSORS)
+    assert row == 236
+
+    def sizes(buffer: int, stage2: int) -> SimpleNamespace:
+        return SimpleNamespace(buffer_size=buffer, stage2_buffer_size=stage2)
+
+    # A machine of 5000 pages of one row each: 80% is exactly 4000 rows.
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PAGE_SIZE": row, "SC_PHYS_PAGES": 5000}[name])
+    check_replay_fits(sizes(4000, 100), spec)
+    check_replay_fits(sizes(100, 4000), spec)
+    gib = row * 5000 / 2**30
+    for buffer, stage2 in ((4001, 100), (100, 4001)):
+        expected = (f"a replay of 4001 transitions needs {row * 4001 / 2**30:.1f} GiB, more than this machine's "
+                    f"{gib:.1f} GiB allows; lower --buffer-size")
+        with pytest.raises(ConfigError) as err:
+            check_replay_fits(sizes(buffer, stage2), spec)
+        assert str(err.value) == expected
+    # a machine in GiB, so that the message's figures show their units
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PAGE_SIZE": 2**20, "SC_PHYS_PAGES": 3 * 2**10}[name])
+    with pytest.raises(ConfigError, match=r"^a replay of 20000000 transitions needs 4\.4 GiB, more than this "
+                                          r"machine's 3\.0 GiB allows; lower --buffer-size$"):
+        check_replay_fits(sizes(20_000_000, 100), spec)
+    # where the platform cannot say, nothing is refused
+    def unknown(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", unknown)
+    check_replay_fits(sizes(10**12, 100), spec)
