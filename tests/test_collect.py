@@ -194,6 +194,9 @@ def test_dagger_draws_each_new_episodes_driver_per_env_from_learning_starts_on(t
     cfg = config(tmp_path, num_envs=1, bc_data="dagger", dagger_fraction=1.0, learning_starts=199)
     trainer = Trainer(cfg, tmp_path)
     try:
+        # the draws are the run's: a generator seeded with --seed (resumed from its checkpoint)
+        fresh = np.random.default_rng(cfg.seed).bit_generator.state
+        assert trainer.collector.np_rng.bit_generator.state == fresh
         trainer.collector.reset()
         for _ in range(200):  # Pendulum's first episode ends on step 200, the first after the warm-up
             assert not trainer.collector.student_driven.any()
@@ -490,3 +493,14 @@ def test_the_replay_memory_check_counts_every_byte_of_a_row_and_allows_up_to_80_
 
     monkeypatch.setattr(os, "sysconf", unknown)
     check_replay_fits(sizes(10**12, 100), spec)
+
+
+def test_train_return_is_the_mean_of_the_last_20_training_episodes(tmp_path):
+    trainer = Trainer(config(tmp_path), tmp_path)
+    try:
+        collector = trainer.collector
+        assert collector.mean_train_return() == ""  # before the first episode ends
+        collector.train_returns.extend(float(r) for r in range(25))
+        assert collector.mean_train_return() == pytest.approx(float(np.mean(range(5, 25))))
+    finally:
+        close_envs(trainer)

@@ -345,3 +345,31 @@ def test_a_non_finite_weight_stops_the_save_naming_the_network_the_weight_and_th
             trainer.learner.check_finite(trainer.buffer, 0)
     finally:
         close_envs(trainer)
+
+
+@pytest.mark.parametrize("mode,critic,nets", [
+    ("accelerate", "accelerator", {"critic", "accelerator", "transformer"}),
+    ("accelerate", "transformer", {"critic", "accelerator", "transformer", "transformer_critic"}),
+    ("scratch", "accelerator", {"critic", "transformer"}),
+    ("scratch", "transformer", {"critic", "transformer", "transformer_critic"}),
+    ("accelerator", "accelerator", {"critic", "accelerator"}),
+])
+def test_each_mode_builds_only_its_networks_and_checkpoints_them_by_name(mode, critic, nets, tmp_path):
+    """What a checkpoint's ``nets`` holds (load_policy and resume read them by these names): no
+    accelerator in a scratch run, no transformer in an accelerator run; a scratch run with a
+    transformer critic trains that critic itself."""
+    trainer = Trainer(tiny_config(tmp_path, mode=mode, critic=critic), tmp_path)
+    try:
+        learner = trainer.learner
+        saved = learner.networks()
+        assert set(saved) == nets
+        assert (learner.accelerator is None) == (mode == "scratch") and (learner.transformer is None) == (mode == "accelerator")
+        owners = {"critic": learner.rl.critic, "accelerator": learner.accelerator, "transformer": learner.transformer,
+                  "transformer_critic": learner.transformer_critic}
+        for name, state in saved.items():
+            assert state.keys() == owners[name].state_dict().keys()
+            assert all(v.data_ptr() == owners[name].state_dict()[k].data_ptr() for k, v in state.items()), name
+        if mode == "scratch" and critic == "transformer":
+            assert learner.rl.critic is learner.transformer_critic
+    finally:
+        close_envs(trainer)
