@@ -373,3 +373,40 @@ def test_each_mode_builds_only_its_networks_and_checkpoints_them_by_name(mode, c
             assert learner.rl.critic is learner.transformer_critic
     finally:
         close_envs(trainer)
+
+
+@pytest.mark.parametrize("mode,pixels,transformer_cnn", [("accelerate", "rgb", "scratch"),
+                                                         ("scratch", "rgb", "accelerator"),
+                                                         ("accelerate", None, "accelerator")])
+def test_only_a_pixel_accelerate_run_with_the_accelerators_cnn_freezes_the_transformers_cnn(
+        mode, pixels, transformer_cnn, tmp_path):
+    """The frozen CNN copy is for stage 1 of a pixel run that asks for it: a transformer with its
+    own CNN, a scratch run (no accelerator to copy from) or a run without frames trains every weight."""
+    over = {"mode": mode, "transformer_cnn": transformer_cnn}
+    if pixels:
+        over.update(env="Walker2d-v5", pixels=pixels, image_size=24, cnn_features=8, buffer_size=600)
+    trainer = Trainer(tiny_config(tmp_path, **over), tmp_path)
+    try:
+        assert not trainer.learner.student_cnn_frozen
+        assert all(p.requires_grad for p in trainer.transformer.parameters())
+    finally:
+        close_envs(trainer)
+
+
+@pytest.mark.parametrize("critic", ["accelerator", "transformer"])
+def test_the_distiller_gets_the_runs_actor_ascent_and_compiles_with_the_run(critic, tmp_path, monkeypatch):
+    """--bc-actor-ascent reaches the BC step, and --compile on compiles the BC steps (BC, and the
+    critic distillation of a transformer critic) as it does the RL ones; off leaves them eager."""
+    import accelerl.algos.bc as bc
+
+    compiled = []
+    monkeypatch.setattr(bc, "compile_step", lambda fn, device, prepare=None: compiled.append(fn) or fn)
+    for mode, calls in (("off", 0), ("on", 2 if critic == "transformer" else 1)):
+        compiled.clear()
+        run = tmp_path / mode
+        trainer = Trainer(tiny_config(run, critic=critic, bc_actor_ascent=0.25, compile=mode), run)
+        try:
+            assert trainer.learner.distiller.actor_ascent == 0.25
+            assert len(compiled) == calls
+        finally:
+            close_envs(trainer)
