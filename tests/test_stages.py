@@ -260,12 +260,15 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     last evaluation; the stage-2 buffer starts with each env's newest stage-1 rows, in order
     (--stage2-warmstart); callbacks and the console hear of the switch with the reason and those
     losses. Around it: BC rounds from where updates start, one RL update per env step, step hooks
-    at their interval, the end hook with the summary, and a last checkpoint off the schedule."""
+    at their interval (only to the callbacks due, with their metrics), the end hook with the
+    summary, a last checkpoint off the schedule, best.pt's contents, and summary.json's figures."""
     import itertools
+    import json
     import types
 
-    from conftest import read_metrics
+    from conftest import SUMMARY_KEYS, read_metrics
 
+    import accelerl
     import accelerl.stages as stages
     from accelerl import checkpoint
     from accelerl.callbacks import Callback
@@ -278,7 +281,7 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
         every_steps = 100
 
         def on_step(self, event):
-            seen.setdefault("steps", []).append(event.env_step)
+            seen.setdefault("steps", []).append((event.env_step, dict(event.metrics)))
 
         def on_end(self, event):
             seen["end"] = dict(event.metrics)
@@ -287,9 +290,19 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
             seen.update(wall=trainer.wall_time, obs=trainer.buffer.obs.clone(), size=trainer.buffer.size.clone(),
                         metrics=event.metrics)
 
+    class Sparse(Callback):  # step hooks reach only the callbacks whose interval came due
+        every_steps = 300
+
+        def on_step(self, event):
+            seen.setdefault("sparse", []).append(event.env_step)
+
+    class NoInterval(Callback):
+        def on_step(self, event):
+            seen.setdefault("unscheduled", []).append(event.env_step)
+
     cfg = tiny_config(tmp_path, num_envs=2, total_steps=600, stage1_steps="500", eval_every=200, bc_every=100,
                       checkpoint_every=250)
-    trainer = Trainer(cfg, tmp_path, callbacks=[AtSwitch()])
+    trainer = Trainer(cfg, tmp_path, callbacks=[AtSwitch(), Sparse(), NoInterval()])
     stage1 = trainer.buffer
     summary = trainer.run()
     rows = read_metrics(tmp_path)
@@ -304,7 +317,15 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert summary["bc_updates"] == 5 * cfg.bc_updates  # BC rounds at 100 (where updates start), ..., 500
     # one update per env step: 2 per vector step of the 2 envs, at env steps 100, 102, ..., 500, then from 502
     assert summary["rl_updates"] == 201 * 2 + 50 * 2
-    assert seen["steps"] == [100, 200, 300, 400, 500, 600]  # step hooks, every 100 steps
+    assert [step for step, _ in seen["steps"]] == [100, 200, 300, 400, 500, 600]  # step hooks, every 100 steps
+    assert seen["sparse"] == [300, 600] and "unscheduled" not in seen
+    for _, metrics in seen["steps"]:
+        assert set(metrics) == {"train_return", "steps_per_s", "last_eval"} and metrics["steps_per_s"] > 0
+        assert isinstance(metrics["steps_per_s"], float) and metrics["steps_per_s"] == round(metrics["steps_per_s"], 1)
+        assert set(metrics["last_eval"]) == {"accelerator", "transformer"}  # from the evaluation at step 0 on
+    # two envs: the first episodes (200 steps each) end at env step 400
+    assert [type(m["train_return"]) for _, m in seen["steps"]] == [str] * 3 + [float] * 3
+    assert seen["steps"][0][1]["train_return"] == ""
     assert row["wall_time"] == str(round(seen["wall"], 2)) and seen["wall"] > 0
     assert float(row["bc_loss"]) > 0 and float(row["critic_loss"]) > 0
     assert seen["metrics"]["reason"] == summary["switch_reason"]
@@ -315,6 +336,31 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert f"switched to stage 2 at step 500: {summary['switch_reason']}" in out and "stopped at" not in out
     assert seen["end"] == summary  # the end hook gets the summary
     assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["env_step"] == 600  # the last, off schedule
+    # best.pt: the transformer's best evaluation after the initial one (the first of equals)
+    scored = [(float(r["return_mean"]), -int(r["env_step"])) for r in rows
+              if r["return_mean"] and r["policy"] == "transformer" and r["env_step"] != "0"]
+    best_return, best_step = max(scored)
+    best = checkpoint.load(tmp_path / "checkpoints" / "best.pt")
+    assert best.keys() == {"format_version", "config", "env_step", "return", "nets"}
+    assert best["format_version"] == checkpoint.FORMAT_VERSION and best["config"] == cfg.to_dict()
+    assert (best["env_step"], round(best["return"], 6)) == (-best_step, round(best_return, 6))
+    assert best["nets"].keys() == {"critic", "accelerator", "transformer"}
+    # summary.json: the documented keys, the run's figures, the throughput of each stage
+    assert summary.keys() == set(SUMMARY_KEYS) and json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert {k: summary[k] for k in ("env", "mode", "algo", "accelerator", "seed", "device", "env_steps",
+                                    "teacher_steps", "student_steps", "stop_reason", "accelerl_version")} == {
+        "env": "Pendulum-v1", "mode": "accelerate", "algo": "td3", "accelerator": "mlp", "seed": cfg.seed,
+        "device": "cpu", "env_steps": 600, "teacher_steps": 0, "student_steps": 0, "stop_reason": None,
+        "accelerl_version": accelerl.__version__}
+    assert summary["final_return"] == trainer.last_eval and summary["best_return"] == best["return"]
+    assert summary["replay_bytes"] == trainer.buffer.nbytes
+    assert summary["wall_time_s"] == round(trainer.wall_time, 1) > 0
+    assert summary["steps_per_s"] == round(600 / trainer.wall_time, 1)
+    for stage in ("stage1", "stage2"):
+        seconds = trainer.stage_time[stage]
+        assert summary["stage_steps_per_s"][stage] == round(trainer.stage_steps[stage] / seconds, 1) > 0
+        assert summary["stage_updates_per_s"][stage] == round(trainer.stage_updates[stage] / seconds, 1) > 0
+    assert isinstance(summary["stage_steps_per_s"]["stage1"], float)
     keep = cfg.stage2_buffer_size // 2 - 1  # the newest rows that fit the new ring, one left free
     for e in range(2):
         n = min(int(stage1.size[e]), keep)
