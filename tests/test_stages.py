@@ -361,6 +361,10 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
         assert summary["stage_steps_per_s"][stage] == round(trainer.stage_steps[stage] / seconds, 1) > 0
         assert summary["stage_updates_per_s"][stage] == round(trainer.stage_updates[stage] / seconds, 1) > 0
     assert isinstance(summary["stage_steps_per_s"]["stage1"], float)
+    # the fake clock's intervals, each counted once in its stage and in the wall time
+    assert trainer.wall_time == pytest.approx(sum(trainer.stage_time.values()))
+    assert 0 < trainer.wall_time < next(ticks) * 0.0123457
+    assert (tmp_path / "curves.png").stat().st_size > 0
     keep = cfg.stage2_buffer_size // 2 - 1  # the newest rows that fit the new ring, one left free
     for e in range(2):
         n = min(int(stage1.size[e]), keep)
@@ -386,6 +390,16 @@ def test_a_non_finite_weight_stops_the_save_naming_the_network_the_weight_and_th
         with pytest.raises(NonFiniteError, match=f"^{re.escape(expected)}$"):
             trainer.save()
         assert not (tmp_path / "checkpoints" / "latest.pt").exists()
+        with torch.no_grad():
+            trainer.transformer.state_dict()[key].view(-1)[0] = 0.0
+        trainer.collector.env_step = 150
+        trainer.learner.accumulate({"critic_loss": torch.tensor(float("inf"))})
+        expected = (f"critic_loss became inf before step 150; stopped. The last good checkpoint is in "
+                    f"{tmp_path / 'checkpoints'} (try a lower learning rate)")
+        with pytest.raises(NonFiniteError, match=f"^{re.escape(expected)}$"):
+            trainer.save()
+        assert not (tmp_path / "checkpoints" / "latest.pt").exists()
+        trainer.learner.loss_sums.clear()
         trainer.buffer.invalid_draws += 1
         with pytest.raises(RuntimeError, match=r"^replay sampling drew an unsampleable row; please report this as a bug$"):
             trainer.learner.check_finite(trainer.buffer, 0)
@@ -456,3 +470,38 @@ def test_the_distiller_gets_the_runs_actor_ascent_and_compiles_with_the_run(crit
             assert len(compiled) == calls
         finally:
             close_envs(trainer)
+
+
+def test_checkpoint_hooks_name_the_file_once_per_save_and_a_final_step_on_schedule_is_saved_once(tmp_path):
+    """Every save (the first at step 0) tells the callbacks where it wrote, at its step and stage;
+    a run whose last step is on the checkpoint schedule is not saved twice there."""
+    from accelerl.callbacks import Callback
+
+    saves = []
+
+    class Saves(Callback):
+        def on_checkpoint(self, event):
+            saves.append((event.env_step, event.stage, dict(event.metrics)))
+
+    cfg = tiny_config(tmp_path, total_steps=300, stage1_steps="200", eval_every=150, bc_every=100,
+                      checkpoint_every=150, eval_episodes=1)
+    Trainer(cfg, tmp_path, callbacks=[Saves()]).run()
+    path = {"path": str(tmp_path / "checkpoints" / "latest.pt")}
+    assert saves == [(0, "stage1", path), (150, "stage1", path), (300, "stage2", path)]  # 0: before any update
+
+
+def test_a_plot_that_fails_is_one_warning_line_and_the_run_goes_on(tmp_path, monkeypatch):
+    import accelerl.plots
+
+    def broken(run_dir):
+        raise ValueError(f"no axes for {run_dir.name}")
+
+    monkeypatch.setattr(accelerl.plots, "plot_run", broken)
+    trainer = Trainer(tiny_config(tmp_path / "run"), tmp_path / "run")
+    try:
+        said = []
+        trainer.logger = type("Spy", (), {"message": lambda self, text: said.append(text)})()
+        trainer._plot()
+        assert said == ["warning: could not draw curves.png: no axes for run"]
+    finally:
+        close_envs(trainer)
