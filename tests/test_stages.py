@@ -361,6 +361,7 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
         assert summary["stage_steps_per_s"][stage] == round(trainer.stage_steps[stage] / seconds, 1) > 0
         assert summary["stage_updates_per_s"][stage] == round(trainer.stage_updates[stage] / seconds, 1) > 0
     assert isinstance(summary["stage_steps_per_s"]["stage1"], float)
+    assert trainer.stage_steps == {"stage1": 500, "stage2": 100}
     # the fake clock's intervals, each counted once in its stage and in the wall time
     assert trainer.wall_time == pytest.approx(sum(trainer.stage_time.values()))
     assert 0 < trainer.wall_time < next(ticks) * 0.0123457
@@ -505,3 +506,35 @@ def test_a_plot_that_fails_is_one_warning_line_and_the_run_goes_on(tmp_path, mon
         assert said == ["warning: could not draw curves.png: no axes for run"]
     finally:
         close_envs(trainer)
+
+
+def test_device_auto_is_cuda_where_there_is_one_and_cuda_without_one_is_one_error(monkeypatch):
+    from accelerl.errors import ConfigError
+    from accelerl.stages import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
+    with pytest.raises(ConfigError, match=r"^--device cuda was asked for but no CUDA device is available$"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda") == resolve_device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda:1") and resolve_device("cpu") == torch.device("cpu")
+
+
+def test_the_seed_fixes_pythons_numpys_and_torchs_global_generators():
+    """For what a user's env or callback draws from them: a run is reproducible from --seed."""
+    import random
+
+    import numpy as np
+
+    from accelerl.stages import seed_everything
+
+    def draws():
+        return random.random(), float(np.random.random()), float(torch.rand(()))
+
+    seed_everything(5)
+    first = draws()
+    seed_everything(5)
+    assert draws() == first
+    seed_everything(6)
+    assert all(a != b for a, b in zip(draws(), first, strict=True))
