@@ -361,6 +361,7 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
         assert summary["stage_steps_per_s"][stage] == round(trainer.stage_steps[stage] / seconds, 1) > 0
         assert summary["stage_updates_per_s"][stage] == round(trainer.stage_updates[stage] / seconds, 1) > 0
     assert isinstance(summary["stage_steps_per_s"]["stage1"], float)
+    assert isinstance(summary["stage_updates_per_s"]["stage1"], float)
     assert trainer.stage_steps == {"stage1": 500, "stage2": 100}
     # the fake clock's intervals, each counted once in its stage and in the wall time
     assert trainer.wall_time == pytest.approx(sum(trainer.stage_time.values()))
@@ -538,3 +539,11 @@ def test_the_seed_fixes_pythons_numpys_and_torchs_global_generators():
     assert draws() == first
     seed_everything(6)
     assert all(a != b for a, b in zip(draws(), first, strict=True))
+
+
+def test_a_run_that_ends_before_learning_starts_reports_zero_updates(tmp_path):
+    cfg = tiny_config(tmp_path, total_steps=60, learning_starts=100, stage1_steps="60", eval_every=60,
+                      eval_episodes=1, checkpoint_every=60, bc_every=30)
+    summary = Trainer(cfg, tmp_path).run()
+    assert summary["env_steps"] == 60 and summary["rl_updates"] == 0 and summary["bc_updates"] == 0
+    assert summary["stage_updates_per_s"] == {"stage1": 0.0} and summary["stage_steps_per_s"]["stage1"] > 0
