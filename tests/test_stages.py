@@ -541,9 +541,13 @@ def test_the_seed_fixes_pythons_numpys_and_torchs_global_generators():
     assert all(a != b for a, b in zip(draws(), first, strict=True))
 
 
-def test_a_run_that_ends_before_learning_starts_reports_zero_updates(tmp_path):
-    cfg = tiny_config(tmp_path, total_steps=60, learning_starts=100, stage1_steps="60", eval_every=60,
+@pytest.mark.parametrize("mode", ["accelerate", "scratch"])
+def test_a_run_that_ends_before_learning_starts_reports_zero_updates(mode, tmp_path):
+    """(And a scratch run's summary names no accelerator.)"""
+    cfg = tiny_config(tmp_path, mode=mode, total_steps=60, learning_starts=100, stage1_steps="60", eval_every=60,
                       eval_episodes=1, checkpoint_every=60, bc_every=30)
     summary = Trainer(cfg, tmp_path).run()
     assert summary["env_steps"] == 60 and summary["rl_updates"] == 0 and summary["bc_updates"] == 0
-    assert summary["stage_updates_per_s"] == {"stage1": 0.0} and summary["stage_steps_per_s"]["stage1"] > 0
+    (stage,) = summary["stage_updates_per_s"]
+    assert summary["stage_updates_per_s"][stage] == 0.0 and summary["stage_steps_per_s"][stage] > 0
+    assert (summary["mode"], summary["accelerator"]) == ((mode, "mlp") if mode == "accelerate" else (mode, None))
