@@ -355,7 +355,8 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert summary["final_return"] == trainer.last_eval and summary["best_return"] == best["return"]
     assert summary["replay_bytes"] == trainer.buffer.nbytes
     assert summary["wall_time_s"] == round(trainer.wall_time, 1) > 0
-    assert summary["steps_per_s"] == round(600 / trainer.wall_time, 1)
+    assert summary["steps_per_s"] == round(600 / trainer.wall_time, 1) and isinstance(summary["steps_per_s"], float)
+    assert (tmp_path / "summary.json").read_text() == json.dumps(summary, indent=2) + "\n"  # for people to read
     for stage in ("stage1", "stage2"):
         seconds = trainer.stage_time[stage]
         assert summary["stage_steps_per_s"][stage] == round(trainer.stage_steps[stage] / seconds, 1) > 0
