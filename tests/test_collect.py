@@ -35,19 +35,22 @@ def spy_actions(trainer: Trainer) -> list[np.ndarray]:
     return sent
 
 
-def spy_on_distillation(monkeypatch, distiller) -> tuple[list, list, list]:
+def spy_on_distillation(monkeypatch, distiller, copy: bool = False) -> tuple[list, list, list]:
     """Records the arguments of every BC step (window, mask, labels), of every critic
-    distillation step (window, mask, labels, behaviour), and every BC loss returned."""
+    distillation step (window, mask, labels, behaviour), and every BC loss returned. ``copy``
+    records clones, for a caller that refills the tensors it passed; without it the records are
+    the tensors themselves (to check which are shared)."""
     seen, seen_critic, losses = [], [], []
     real_update, real_update_critic = distiller.update, distiller.update_critic
+    keep = (lambda t: t.clone()) if copy else (lambda t: t)
 
     def update(window, mask, labels):
-        seen.append((window, mask, labels))
+        seen.append((keep(window), keep(mask), keep(labels)))
         losses.append(real_update(window, mask, labels))
         return losses[-1]
 
     def update_critic(window, mask, labels, behaviour=None):
-        seen_critic.append((window, mask, labels, behaviour))
+        seen_critic.append((keep(window), keep(mask), keep(labels), behaviour))
         return real_update_critic(window, mask, labels, behaviour)
 
     monkeypatch.setattr(distiller, "update", update)
@@ -274,7 +277,7 @@ def test_rollouts_bc_clones_the_accelerators_own_episodes_every_window_once_per_
     trainer = Trainer(cfg, tmp_path)
     try:
         learner = trainer.learner
-        seen, seen_critic, losses = spy_on_distillation(monkeypatch, learner.distiller)
+        seen, seen_critic, losses = spy_on_distillation(monkeypatch, learner.distiller, copy=True)
         env = make_vector_env(learner.spec, 2)
         try:
             for round_index in range(2):
