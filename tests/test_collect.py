@@ -12,6 +12,7 @@ from conftest import tiny_config as config
 
 from accelerl.algos.base import evaluating
 from accelerl.envs import make_single_env
+from accelerl.evaluation import eval_seeds
 from accelerl.policy import Policy
 from accelerl.stages import Trainer
 
@@ -389,6 +390,9 @@ def test_evaluation_seeds_change_every_round_and_both_policies_share_them(tmp_pa
     firsts = [set(r[0]) for r in rounds]
     assert all(len(s) == 2 for s in firsts)
     assert all(not firsts[i] & firsts[j] for i in range(4) for j in range(i + 1, 4)), firsts
+    # round k is eval_seeds' round k: a resumed run, which carries on from the checkpointed round,
+    # meets the seeds the uninterrupted run would have
+    assert [r[0] for r in rounds] == [eval_seeds(cfg.seed, k, 2) for k in range(4)]
 
 
 # ------------------------------------------------------------------------------------------------

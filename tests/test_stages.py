@@ -286,6 +286,9 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
         def on_end(self, event):
             seen["end"] = dict(event.metrics)
 
+        def on_evaluation(self, event):
+            seen.setdefault("random", []).append((event.env_step, event.metrics["random_return"]))
+
         def on_switch(self, event):
             seen.update(wall=trainer.wall_time, obs=trainer.buffer.obs.clone(), size=trainer.buffer.size.clone(),
                         metrics=event.metrics)
@@ -335,6 +338,11 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     out = capsys.readouterr().out
     assert f"switched to stage 2 at step 500: {summary['switch_reason']}" in out and "stopped at" not in out
     assert seen["end"] == summary  # the end hook gets the summary
+    # the random baseline is measured once, at step 0, and later evaluations say there is none
+    (random_row,) = [r for r in rows if r["policy"] == "random"]
+    assert seen["random"][0] == (0, pytest.approx(float(random_row["return_mean"])))
+    assert [step for step, _ in seen["random"]] == [0, 200, 400, 600]
+    assert all(value is None for _, value in seen["random"][1:])
     assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["env_step"] == 600  # the last, off schedule
     # best.pt: the transformer's best evaluation after the initial one (the first of equals)
     scored = [(float(r["return_mean"]), -int(r["env_step"])) for r in rows
