@@ -343,6 +343,7 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert seen["random"][0] == (0, pytest.approx(float(random_row["return_mean"])))
     assert [step for step, _ in seen["random"]] == [0, 200, 400, 600]
     assert all(value is None for _, value in seen["random"][1:])
+    assert trainer.switch_rule.random_return == float(random_row["return_mean"])  # the rule's baseline
     assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["env_step"] == 600  # the last, off schedule
     # best.pt: the transformer's best evaluation after the initial one (the first of equals)
     scored = [(float(r["return_mean"]), -int(r["env_step"])) for r in rows
@@ -560,3 +561,23 @@ def test_a_run_that_ends_before_learning_starts_reports_zero_updates(mode, tmp_p
     (stage,) = summary["stage_updates_per_s"]
     assert summary["stage_updates_per_s"][stage] == 0.0 and summary["stage_steps_per_s"][stage] > 0
     assert (summary["mode"], summary["accelerator"]) == ((mode, "mlp") if mode == "accelerate" else (mode, None))
+
+
+def test_the_random_baseline_is_drawn_from_the_runs_seed_alone(tmp_path):
+    """The step-0 random policy's actions come from a generator of their own seeded with --seed,
+    so the baseline the switch rule measures from does not move with torch's global generator
+    (which network initialisation, a user's code or a callback may have drawn from)."""
+    from conftest import read_metrics
+
+    returns = []
+    for name, disturb in (("a", False), ("b", True)):
+        (tmp_path / name).mkdir()
+        cfg = tiny_config(tmp_path / name, total_steps=10, learning_starts=10, stage1_steps="5", eval_every=10,
+                          eval_episodes=2, checkpoint_every=10)
+        trainer = Trainer(cfg, tmp_path / name)
+        if disturb:
+            torch.manual_seed(12345)
+        trainer.run()
+        (row,) = [r for r in read_metrics(tmp_path / name) if r["policy"] == "random"]
+        returns.append(row["return_mean"])
+    assert returns[0] == returns[1]
