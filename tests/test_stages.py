@@ -314,6 +314,8 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert evaluated == {("0", "random"), *((step, p) for step in ("0", "200", "400") for p in ("accelerator",
                                                                                                   "transformer")),
                          ("600", "transformer")}  # both policies in stage 1; the transformer alone after
+    assert {(r["env_step"], r["stage"]) for r in rows if r["return_mean"]} == {
+        ("0", "stage1"), ("200", "stage1"), ("400", "stage1"), ("600", "stage2")}  # the random row's too
     assert (row["env_step"], row["stage"], row["policy"]) == ("500", "stage1", "accelerator")
     assert summary["switch_reason"] == "reached --stage1-steps 500" and summary["switch_step"] == 500
     assert row["event"] == f"switch: {summary['switch_reason']}"
@@ -581,3 +583,21 @@ def test_the_random_baseline_is_drawn_from_the_runs_seed_alone(tmp_path):
         (row,) = [r for r in read_metrics(tmp_path / name) if r["policy"] == "random"]
         returns.append(row["return_mean"])
     assert returns[0] == returns[1]
+
+
+def test_a_loss_that_became_nan_stops_the_run_at_the_next_evaluation_naming_its_step(tmp_path):
+    from accelerl.callbacks import Callback
+    from accelerl.errors import NonFiniteError
+
+    class PoisonOnce(Callback):
+        every_steps = 100
+
+        def on_step(self, event):
+            if event.env_step == 100:
+                trainer.learner.accumulate({"critic_loss": torch.tensor(float("nan"))})
+
+    cfg = tiny_config(tmp_path, total_steps=400, stage1_steps="300", eval_every=200, eval_episodes=1,
+                      checkpoint_every=400)
+    trainer = Trainer(cfg, tmp_path, callbacks=[PoisonOnce()])
+    with pytest.raises(NonFiniteError, match="critic_loss became nan before step 200"):
+        trainer.run()
