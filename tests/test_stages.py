@@ -307,7 +307,10 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
                       checkpoint_every=250)
     trainer = Trainer(cfg, tmp_path, callbacks=[AtSwitch(), Sparse(), NoInterval()])
     stage1 = trainer.buffer
+    asked = []  # a fixed --stage1-steps never asks the built-in rule
+    trainer.switch_rule.observe = lambda *args: asked.append(args) or (False, "")
     summary = trainer.run()
+    assert asked == []
     rows = read_metrics(tmp_path)
     (row,) = [r for r in rows if r["event"].startswith("switch")]
     evaluated = {(r["env_step"], r["policy"]) for r in rows if r["return_mean"]}
@@ -601,3 +604,52 @@ def test_a_loss_that_became_nan_stops_the_run_at_the_next_evaluation_naming_its_
     trainer = Trainer(cfg, tmp_path, callbacks=[PoisonOnce()])
     with pytest.raises(NonFiniteError, match="critic_loss became nan before step 200"):
         trainer.run()
+
+
+def test_the_builtin_switch_rule_hears_every_stage_one_evaluation_and_rows_match_the_evaluation_hook(tmp_path, capsys):
+    """--stage1-steps auto: after the initial evaluation, each stage-1 evaluation hands the rule
+    (step, accelerator return, transformer return, BC loss since the last one), and the run switches
+    with the rule's reason; not in stage 2. Each evaluation row carries the hook's wall time (to
+    0.01 s), steps/s (to 0.1), train return and losses, and the hook's keys are the documented ones."""
+    from conftest import read_metrics
+
+    from accelerl.callbacks import Callback
+
+    heard, hooks = [], []
+
+    class Evals(Callback):
+        def on_evaluation(self, event):
+            hooks.append((event.env_step, trainer.stage, round(trainer.wall_time, 2), dict(event.metrics)))
+
+    cfg = tiny_config(tmp_path, num_envs=1, total_steps=600, stage1_steps="auto", switch_max_steps=500,
+                      eval_every=200, bc_every=100)
+    trainer = Trainer(cfg, tmp_path, callbacks=[Evals()])
+
+    def observe(step, acc, tr, bc):
+        heard.append((step, acc, tr, bc))
+        return step == 400, "the recorded rule"
+
+    trainer.switch_rule.observe = observe
+    summary = trainer.run()
+    rows = [r for r in read_metrics(tmp_path) if r["return_mean"] and r["policy"] != "random"]
+    assert summary["switch_reason"] == "the recorded rule" and summary["switch_step"] == 400
+    assert [h[0] for h in heard] == [200, 400]
+    for step, acc, tr, bc in heard:
+        (hook,) = [m for s, _, _, m in hooks if s == step]
+        assert (acc, tr, bc) == (hook["returns"]["accelerator"], hook["returns"]["transformer"], hook["bc_loss"])
+        assert bc > 0
+    assert [(s, stage) for s, stage, _, _ in hooks] == [(0, "stage1"), (200, "stage1"), (400, "stage1"), (600, "stage2")]
+    for step, _, wall, metrics in hooks:
+        assert {"returns", "initial", "random_return", "train_return", "steps_per_s", "wall_time"} <= metrics.keys()
+        assert metrics["initial"] == (step == 0) and metrics["wall_time"] == wall and (wall > 0) == (step > 0)
+        assert isinstance(metrics["steps_per_s"], float) and metrics["steps_per_s"] == round(metrics["steps_per_s"], 1)
+        for row in (r for r in rows if int(r["env_step"]) == step):
+            assert float(row["return_mean"]) == pytest.approx(metrics["returns"][row["policy"]])
+            assert row["wall_time"] == str(wall) and row["steps_per_s"] == str(metrics["steps_per_s"])
+            assert row["train_return"] == ("" if metrics["train_return"] is None else str(metrics["train_return"]))
+            for loss in set(metrics) - {"returns", "initial", "random_return", "train_return", "steps_per_s",
+                                        "wall_time"}:
+                assert float(row[loss]) == pytest.approx(metrics[loss]), loss
+    assert {r["env_step"] for r in rows} == {"0", "200", "400", "600"}
+    out = capsys.readouterr().out  # the console's progress line names the stage
+    assert " step 400 stage=stage1 " in out and " step 600 stage=stage2 " in out
