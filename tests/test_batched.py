@@ -181,6 +181,12 @@ def test_a_resumed_batched_run_starts_fresh_episodes_and_never_links_across_the_
     before = next(e for e in made if e.num_envs == 4)
     state = checkpoint.load(tmp_path / "checkpoints" / "latest.pt")
     first_rows = read_metrics(tmp_path)
+    # best.pt follows the accelerator, the one policy an --mode accelerator run trains (the first of equals)
+    scored = [(float(r["return_mean"]), -int(r["env_step"])) for r in first_rows
+              if r["return_mean"] and r["env_step"] != "0"]
+    best = checkpoint.load(tmp_path / "checkpoints" / "best.pt")
+    assert (best["env_step"], round(best["return"], 6)) == (-max(scored)[1], round(max(scored)[0], 6))
+    assert "transformer" not in best["nets"] and "accelerator" in best["nets"]
     stale = tmp_path / "checkpoints" / ".latest.pt.tmp"  # what a kill mid-write leaves
     stale.write_bytes(b"half a checkpoint")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bar, as in a terminal
