@@ -32,6 +32,8 @@ def test_a_gated_block_starts_near_the_identity():
         closed = (block(x, _allowed(), last_only=False) - x).norm() / x.norm()
     assert 0.05 < z.mean() < 0.2
     assert change < 0.35 and closed < 0.01
+    for g in (_GatedBlock(D, 2, 64, 0.0).gate1, _GatedBlock(D, 2, 64, 0.0).gate2):  # GTrXL's b_g = 2, exactly
+        torch.testing.assert_close(g.gate_bias.detach(), torch.full((D,), 2.0))
 
 
 def test_the_gate_interpolates_between_the_stream_and_the_candidate():

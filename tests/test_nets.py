@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from accelerl.config import build_config
 from accelerl.envs import EnvSpec, probe_for
 from accelerl.nets import build_accelerator_actor, build_critic, build_transformer_actor
-from accelerl.nets.encoders import LastObsEncoder, LSTMEncoder, TransformerEncoder
+from accelerl.nets.encoders import LastObsEncoder, LSTMEncoder, TransformerEncoder, sinusoidal_positions
 from accelerl.nets.heads import GaussianActor
 
 OBS, C = 5, 6
@@ -18,9 +20,10 @@ def spec(obs_dim: int, act_dim: int) -> EnvSpec:
     return EnvSpec("test", obs_dim, act_dim, None, None)
 
 
-def transformer(n_layers=1, dropout=0.0, positions="sinusoidal", context=C, d_model=32) -> TransformerEncoder:
+def transformer(n_layers=1, dropout=0.0, positions="sinusoidal", context=C, d_model=32,
+                variant="gpt") -> TransformerEncoder:
     torch.manual_seed(0)
-    return TransformerEncoder(OBS, context, d_model, 2, n_layers, 64, dropout, positions).eval()
+    return TransformerEncoder(OBS, context, d_model, 2, n_layers, 64, dropout, positions, variant=variant).eval()
 
 
 def window_and_mask(batch=8, context=C, seed=1):
@@ -81,9 +84,10 @@ def test_only_the_last_context_steps_are_used():
     assert torch.allclose(enc(older, mask), out, atol=1e-6)
 
 
+@pytest.mark.parametrize("variant", ["gpt", "gtrxl"])
 @pytest.mark.parametrize("n_layers", [1, 2])
-def test_last_only_fast_path_equals_full_computation(n_layers):
-    enc = transformer(n_layers)
+def test_last_only_fast_path_equals_full_computation(n_layers, variant):
+    enc = transformer(n_layers, variant=variant)
     window, mask = window_and_mask()
     allowed = allowed_mask(enc, mask)
     x = enc.inp(window) + enc.pos
@@ -98,9 +102,23 @@ def test_last_only_fast_path_equals_full_computation(n_layers):
     assert torch.allclose(enc(window, mask), manual, atol=1e-5)
 
 
-def test_eval_mode_is_deterministic_and_train_mode_with_dropout_is_not():
+@pytest.mark.parametrize("variant", ["gpt", "gtrxl"])
+def test_only_the_final_block_computes_the_last_token_alone(variant):
+    """The layers before the last produce every token (the next layer attends over them); the
+    final one only the last token, which is all the read-out uses (the C-times-cheaper path)."""
+    enc = transformer(n_layers=3, variant=variant)
+    shapes = []
+    for block in enc.blocks:
+        block.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
+    window, mask = window_and_mask()
+    enc(window, mask)
+    assert shapes == [(8, C, 32), (8, C, 32), (8, 1, 32)]
+
+
+@pytest.mark.parametrize("variant", ["gpt", "gtrxl"])
+def test_eval_mode_is_deterministic_and_train_mode_with_dropout_is_not(variant):
     cfg = build_config({"env": "Pendulum-v1", "d_model": 32, "d_ff": 64, "n_heads": 2, "hidden_size": 32,
-                        "dropout": 0.3, "context": C})
+                        "dropout": 0.3, "context": C, "transformer": variant})
     actor = build_transformer_actor(cfg, spec(OBS, 2))
     window, mask = window_and_mask()
     actor.eval()
@@ -179,6 +197,22 @@ def test_a_transformer_block_is_pre_ln_attention_then_ffn_each_added_to_the_stre
         block.train(training)
         torch.testing.assert_close(block(x, allowed, last_only=False), expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(block(x, allowed, last_only=True), expected[:, -1:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("d_model", [6, 7])
+def test_sinusoidal_positions_are_the_original_transformers_table(d_model):
+    """PE(p, 2i) = sin(p / 10000^(2i/d)), PE(p, 2i+1) = cos(p / 10000^(2i/d)), for an even and an
+    odd width (an odd one has one sine column more than cosines), and the encoder adds exactly it."""
+    table = sinusoidal_positions(5, d_model)
+    assert table.shape == (5, d_model) and table.dtype == torch.float32
+    for p in range(5):
+        for i in range(d_model):
+            angle = p / 10000 ** (2 * (i // 2) / d_model)
+            expected = math.sin(angle) if i % 2 == 0 else math.cos(angle)
+            assert float(table[p, i]) == pytest.approx(expected, abs=1e-6), (p, i)
+    enc = transformer(context=5)
+    torch.testing.assert_close(enc.pos, sinusoidal_positions(5, 32))
+    assert "pos" not in enc.state_dict()  # derived, not a weight: checkpoints and exports leave it out
 
 
 def test_lstm_features_are_the_hidden_state_after_the_windows_last_step():
