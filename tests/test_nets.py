@@ -115,6 +115,24 @@ def test_only_the_final_block_computes_the_last_token_alone(variant):
     assert shapes == [(8, C, 32), (8, C, 32), (8, 1, 32)]
 
 
+def test_attention_weights_drop_out_at_the_configured_rate_in_training_only(monkeypatch):
+    """Dropout acts on the attention weights too (as in nn.MultiheadAttention), not only on the
+    block's outputs; never outside training."""
+    rates = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        rates.append(kwargs.get("dropout_p", 0.0))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    enc = transformer(n_layers=2, dropout=0.3)
+    window, mask = window_and_mask()
+    enc.train()(window, mask)
+    enc.eval()(window, mask)
+    assert rates == [0.3, 0.3, 0.0, 0.0]
+
+
 @pytest.mark.parametrize("variant", ["gpt", "gtrxl"])
 def test_eval_mode_is_deterministic_and_train_mode_with_dropout_is_not(variant):
     cfg = build_config({"env": "Pendulum-v1", "d_model": 32, "d_ff": 64, "n_heads": 2, "hidden_size": 32,
