@@ -233,6 +233,17 @@ def test_sinusoidal_positions_are_the_original_transformers_table(d_model):
     assert "pos" not in enc.state_dict()  # derived, not a weight: checkpoints and exports leave it out
 
 
+def test_learned_positions_start_as_small_noise_and_are_saved():
+    """--positions learned starts from N(0, 0.02^2) (GPT-2's initialisation): small beside the
+    projected observations, a different vector at each position; a weight, so checkpoints hold it."""
+    torch.manual_seed(0)
+    enc = TransformerEncoder(OBS, 64, 64, 2, 1, 64, 0.0, "learned")
+    assert enc.pos.shape == (64, 64) and enc.pos.requires_grad
+    pos = enc.pos.detach()
+    assert 0.018 < float(pos.std()) < 0.022 and abs(float(pos.mean())) < 0.002
+    assert "pos" in enc.state_dict()
+
+
 def test_lstm_features_are_the_hidden_state_after_the_windows_last_step():
     torch.manual_seed(0)
     enc = LSTMEncoder(OBS, C, 16)
