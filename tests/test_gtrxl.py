@@ -48,6 +48,22 @@ def test_the_gate_interpolates_between_the_stream_and_the_candidate():
     assert out.abs().max() < 1.0 and not torch.allclose(out, x)
 
 
+def test_the_gate_is_gtrxls_formula():
+    """r = s(W_r y + U_r x), z = s(W_z y + U_z x - b_g), h = tanh(W_g y + U_g (r * x)),
+    out = (1 - z) * x + z * h, written out by hand on the gate's own weights."""
+    torch.manual_seed(0)
+    gate = GRUGate(D)
+    x, y = torch.randn(3, D), torch.randn(3, D)
+    w_r, w_z, w_g = gate.w.weight.chunk(3, dim=0)
+    u_r, u_z = gate.u.weight.chunk(2, dim=0)
+    with torch.no_grad():
+        r = torch.sigmoid(y @ w_r.T + x @ u_r.T)
+        z = torch.sigmoid(y @ w_z.T + x @ u_z.T - 2.0)
+        h = torch.tanh(y @ w_g.T + (r * x) @ gate.ug.weight.T)
+        torch.testing.assert_close(gate(x, y), (1 - z) * x + z * h)
+    assert gate.w.bias is None and gate.u.bias is None and gate.ug.bias is None
+
+
 def test_gradients_reach_every_gate():
     torch.manual_seed(0)
     enc = TransformerEncoder(3, C, D, 2, 2, 64, 0.0, "sinusoidal", variant="gtrxl")
