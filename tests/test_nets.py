@@ -230,7 +230,8 @@ def test_sinusoidal_positions_are_the_original_transformers_table(d_model):
             assert float(table[p, i]) == pytest.approx(expected, abs=1e-6), (p, i)
     enc = transformer(context=5)
     torch.testing.assert_close(enc.pos, sinusoidal_positions(5, 32))
-    assert "pos" not in enc.state_dict()  # derived, not a weight: checkpoints and exports leave it out
+    # derived tables, not weights: checkpoints and exports leave them out
+    assert not {"pos", "causal"} & set(enc.state_dict())
 
 
 def test_learned_positions_start_as_small_noise_and_are_saved():
