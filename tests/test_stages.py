@@ -653,3 +653,17 @@ def test_the_builtin_switch_rule_hears_every_stage_one_evaluation_and_rows_match
     assert {r["env_step"] for r in rows} == {"0", "200", "400", "600"}
     out = capsys.readouterr().out  # the console's progress line names the stage
     assert " step 400 stage=stage1 " in out and " step 600 stage=stage2 " in out
+
+
+@pytest.mark.parametrize(("min_steps", "starts"), [(300, 100), (100, 300)])
+def test_the_builtin_switch_rule_gets_the_runs_thresholds_and_waits_for_learning_and_min_steps(tmp_path, min_steps,
+                                                                                                starts):
+    """--switch-ratio, -patience, -plateau and the stage-1 cap reach the rule, which never switches
+    before the later of --switch-min-steps and --learning-starts (a switch before any learning
+    would hand stage 2 an untrained transformer)."""
+    cfg = tiny_config(tmp_path, stage1_steps="auto", switch_ratio=0.7, switch_patience=3, switch_plateau=0.2,
+                      switch_max_steps=800, switch_min_steps=min_steps, learning_starts=starts)
+    trainer = Trainer(cfg, tmp_path)
+    close_envs(trainer)
+    rule = trainer.switch_rule
+    assert (rule.ratio, rule.patience, rule.plateau, rule.cap, rule.min_steps) == (0.7, 3, 0.2, 800, 300)
