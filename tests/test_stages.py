@@ -490,8 +490,8 @@ def test_the_distiller_gets_the_runs_actor_ascent_and_compiles_with_the_run(crit
 
 
 def test_checkpoint_hooks_name_the_file_once_per_save_and_a_final_step_on_schedule_is_saved_once(tmp_path):
-    """Every save (the first at step 0) tells the callbacks where it wrote, at its step and stage;
-    a run whose last step is on the checkpoint schedule is not saved twice there."""
+    """Every save (the first at step 0) tells the callbacks where it wrote, at its step and stage,
+    and the run's folder; a run whose last step is on the checkpoint schedule is not saved twice there."""
     from accelerl.callbacks import Callback
 
     saves = []
@@ -499,6 +499,7 @@ def test_checkpoint_hooks_name_the_file_once_per_save_and_a_final_step_on_schedu
     class Saves(Callback):
         def on_checkpoint(self, event):
             saves.append((event.env_step, event.stage, dict(event.metrics)))
+            assert event.run_dir == tmp_path  # where a user's callback writes beside the run
 
     cfg = tiny_config(tmp_path, total_steps=300, stage1_steps="200", eval_every=150, bc_every=100,
                       checkpoint_every=150, eval_episodes=1)
