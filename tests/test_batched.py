@@ -136,6 +136,7 @@ def test_the_trainer_runs_every_mode_on_batched_envs(mode, algo, tmp_path, monke
     train_env = next(e for e in made if e.num_envs == 4)
     assert summary["env_steps"] == 600 and len(train_env.actions) == 150 and train_env.closed
     assert summary["switch_step"] == (300 if mode == "accelerate" else None)
+    assert summary["switch_reason"] == ("reached --stage1-steps 300" if mode == "accelerate" else None)
     # the stored actions are the actions the simulator received, in [-1, 1]
     buffer = trainer.buffer
     rows = int(buffer.size[0])
