@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_error_line, comparable, read_metrics, run_cli, tiny_config
+from conftest import assert_one_error_line, comparable, eval_rows, read_metrics, run_cli, tiny_config
 from fake_maniskill import HIGH, LOW, STATE_DIM, FakeManiSkillVectorEnv, install
 
 from accelerl.envs.batched import BatchedEnv
@@ -137,6 +137,8 @@ def test_the_trainer_runs_every_mode_on_batched_envs(mode, algo, tmp_path, monke
     assert summary["env_steps"] == 600 and len(train_env.actions) == 150 and train_env.closed
     assert summary["switch_step"] == (300 if mode == "accelerate" else None)
     assert summary["switch_reason"] == ("reached --stage1-steps 300" if mode == "accelerate" else None)
+    stages = {"accelerate": {"stage1", "stage2"}, "scratch": {"scratch"}, "accelerator": {"accelerator"}}[mode]
+    assert {r["stage"] for r in eval_rows(read_metrics(tmp_path))} == stages  # metrics.csv's documented names
     # the stored actions are the actions the simulator received, in [-1, 1]
     buffer = trainer.buffer
     rows = int(buffer.size[0])
