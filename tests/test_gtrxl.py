@@ -32,7 +32,8 @@ def test_a_gated_block_starts_near_the_identity():
         closed = (block(x, _allowed(), last_only=False) - x).norm() / x.norm()
     assert 0.05 < z.mean() < 0.2
     assert change < 0.35 and closed < 0.01
-    for g in (_GatedBlock(D, 2, 64, 0.0).gate1, _GatedBlock(D, 2, 64, 0.0).gate2):  # GTrXL's b_g = 2, exactly
+    fresh = _GatedBlock(D, 2, 64, 0.0)  # the block above had its biases raised
+    for g in (fresh.gate1, fresh.gate2):  # GTrXL's b_g = 2, exactly
         torch.testing.assert_close(g.gate_bias.detach(), torch.full((D,), 2.0))
 
 

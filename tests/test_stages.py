@@ -494,18 +494,19 @@ def test_checkpoint_hooks_name_the_file_once_per_save_and_a_final_step_on_schedu
     and the run's folder; a run whose last step is on the checkpoint schedule is not saved twice there."""
     from accelerl.callbacks import Callback
 
-    saves = []
+    saves, run_dirs = [], set()
 
     class Saves(Callback):
         def on_checkpoint(self, event):
             saves.append((event.env_step, event.stage, dict(event.metrics)))
-            assert event.run_dir == tmp_path  # where a user's callback writes beside the run
+            run_dirs.add(event.run_dir)
 
     cfg = tiny_config(tmp_path, total_steps=300, stage1_steps="200", eval_every=150, bc_every=100,
                       checkpoint_every=150, eval_episodes=1)
     Trainer(cfg, tmp_path, callbacks=[Saves()]).run()
     path = {"path": str(tmp_path / "checkpoints" / "latest.pt")}
     assert saves == [(0, "stage1", path), (150, "stage1", path), (300, "stage2", path)]  # 0: before any update
+    assert run_dirs == {tmp_path}  # where a user's callback writes beside the run
 
 
 def test_a_plot_that_fails_is_one_warning_line_and_the_run_goes_on(tmp_path, monkeypatch):
