@@ -148,6 +148,23 @@ def test_rgb_observation_is_the_base_camera_frame_then_the_state(task):
 
 
 @needs_maniskill
+def test_an_env_that_renders_keeps_its_render_device_for_the_next_one():
+    """SAPIEN frees its compiled render pipelines with a device's last render system, and lavapipe
+    takes about 12 s on 2 cores to compile them again: the probe, training and evaluation envs of
+    one run each paid that. An env that renders leaves its device held for the process."""
+    import gc
+
+    from accelerl.envs import maniskill
+
+    env = maniskill.ManiSkillEnv("PushCube-v1", obs="rgb", image_size=24)
+    device = str(env._ms.unwrapped.scene.sub_scenes[0].render_system.device)
+    env.close()
+    del env
+    gc.collect()
+    assert str(maniskill._RENDER_DEVICES_KEPT[device].device) == device
+
+
+@needs_maniskill
 def test_the_batched_adapter_on_the_real_cpu_simulator():
     """ManiSkill's own ManiSkillVectorEnv (CPU simulator, one sub-env) through the adapter the GPU
     path uses: held still, the episode hits the 50-step time limit, a truncation with the true

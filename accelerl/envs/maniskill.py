@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -89,6 +89,25 @@ def episode_limit(env) -> int | None:
     return None
 
 
+# SAPIEN compiles its render pipelines once per render device and frees them with the device's
+# last render system, so every env that renders, opened after the previous one was freed, compiled
+# them again: about 12 s each with lavapipe on 2 CPU cores, paid by the probe, the training env and
+# the evaluation env of one run. One empty render system per device, held for the process, keeps them.
+_RENDER_DEVICES_KEPT: dict[str, Any] = {}
+
+
+def _keep_render_device(env: gym.Env) -> None:
+    """Hold the render device of ``env`` (one that renders) for the rest of the process."""
+    try:
+        device = env.unwrapped.scene.sub_scenes[0].render_system.device
+        if str(device) not in _RENDER_DEVICES_KEPT:
+            import sapien
+
+            _RENDER_DEVICES_KEPT[str(device)] = sapien.render.RenderSystem(device)
+    except Exception:  # a start-up shortcut, never a reason to refuse a working env
+        return
+
+
 def open_maniskill(task: str, obs: str = "state", image_size: int = 64, control_mode: str = "pd_ee_delta_pos",
                    sim_backend: str = "physx_cpu", num_envs: int = 1, render_mode: str | None = None) -> gym.Env:
     """A ManiSkill task of ``num_envs`` sub-envs (batched torch API). With ``obs="rgb"`` its
@@ -117,6 +136,8 @@ def open_maniskill(task: str, obs: str = "state", image_size: int = 64, control_
         if any(word in text.lower() for word in ("vulkan", "vk::", "driver", "render", "device")):
             raise ConfigError(f"{VULKAN_HINT} ({text})") from None
         raise ConfigError(f"could not create ManiSkill task {task}: {text}") from None
+    if obs == "rgb" or render_mode is not None:
+        _keep_render_device(env)
     if obs != "rgb":
         return env
     # The wrapper stacks every camera's RGB along channels, in sensor order; we keep the
