@@ -38,11 +38,13 @@ class RunLogger:
 
             self.bar = tqdm(total=total_steps, initial=resume_step or 0, unit="step", dynamic_ncols=True)
         self._last_bar = resume_step or 0
+        self.rows_written = 0  # by this logger (what curves.png has not drawn yet, if more)
 
     def log_eval(self, row: dict[str, Any]) -> None:
         with self.path.open("a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=METRIC_COLUMNS).writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
             fh.flush()
+        self.rows_written += 1
         step = int(row["env_step"])
         if row.get("return_mean") is not None:
             self.tb.add_scalar(f"eval/{row['policy']}_return", row["return_mean"], step)

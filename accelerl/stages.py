@@ -88,6 +88,7 @@ class Trainer:
         self.wall_time = 0.0
         self._clock = time.perf_counter()
         self.logger: RunLogger | None = None
+        self._drawn: int | None = None  # the logger's rows that curves.png last showed
 
     # ------------------------------------------------------------------------------- properties
     # Read-only views of the two halves, for tests, benchmarks and library users.
@@ -329,8 +330,13 @@ class Trainer:
         return summary
 
     def _plot(self) -> None:
+        """Redraw curves.png if metrics.csv gained rows since it was drawn (a drawing costs about
+        half a second on 2 cores, and most checkpoints and the run's end bring no new row)."""
         from accelerl.plots import plot_run
 
+        if self._drawn == self.logger.rows_written:
+            return
+        self._drawn = self.logger.rows_written
         try:
             plot_run(self.run_dir)
         except Exception as exc:  # a plot must never kill a training run

@@ -18,6 +18,8 @@ from accelerl.stages import Trainer
 
 
 class Quiet:
+    rows_written = 0
+
     def message(self, *_):
         pass
 

@@ -111,7 +111,7 @@ def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
     cfg.stage1_steps = "auto"
     cfg.switch_max_steps = 900
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
     obs, _ = trainer.envs.reset(seed=0)
     trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
     rule = trainer.switch_rule
@@ -139,7 +139,7 @@ def test_a_resume_with_another_total_takes_the_default_cap_from_it(tmp_path):
     cfg = tiny_cfg("td3", tmp_path)
     cfg.stage1_steps = "auto"
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
     obs, _ = trainer.envs.reset(seed=0)
     trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
     assert trainer.switch_rule.cap == 500
@@ -168,7 +168,7 @@ def test_the_cnn_accelerator_is_kept_as_it_was_at_the_switch(tmp_path):
     cfg.env, cfg.pixels, cfg.image_size, cfg.cnn_features, cfg.buffer_size = "Walker2d-v5", "rgb", 24, 8, 600
     cfg = build_config(cfg.to_dict())
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
     obs, _ = trainer.envs.reset(seed=0)
     trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
     critic = trainer.rl.critic
@@ -219,7 +219,7 @@ def test_a_transformer_cnn_from_the_accelerator_is_its_frozen_copy_at_every_bc_r
     cfg.transformer_cnn, cfg.bc_updates, cfg.learning_starts = "accelerator", 2, 1000
     cfg = build_config(cfg.to_dict())
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None})()
+    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
     trainer.collector.reset()
     for _ in range(20):
         trainer._collect()
@@ -269,6 +269,7 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     from conftest import SUMMARY_KEYS, read_metrics
 
     import accelerl
+    import accelerl.plots
     import accelerl.stages as stages
     from accelerl import checkpoint
     from accelerl.callbacks import Callback
@@ -276,6 +277,13 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     ticks = itertools.count()
     monkeypatch.setattr(stages, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) * 0.0123457))
     seen = {}
+    draw = accelerl.plots.plot_run
+
+    def drawn(run_dir):  # curves.png: redrawn only when metrics.csv has rows it does not show
+        seen.setdefault("drawn", []).append(len(read_metrics(run_dir)))
+        return draw(run_dir)
+
+    monkeypatch.setattr(accelerl.plots, "plot_run", drawn)
 
     class AtSwitch(Callback):
         every_steps = 100
@@ -382,6 +390,9 @@ def test_the_switch_row_closes_stage_one_and_stage_two_starts_from_its_newest_tr
     assert trainer.wall_time == pytest.approx(sum(trainer.stage_time.values()))
     assert 0 < trainer.wall_time < next(ticks) * 0.0123457
     assert (tmp_path / "curves.png").stat().st_size > 0
+    # drawn at the saves of steps 0, 250 and 500 (each after new rows) and at the end, after the
+    # step-600 evaluation; not again for the summary, which adds no row
+    assert seen["drawn"] == [3, 5, 8, 9] and len(rows) == 9
     keep = cfg.stage2_buffer_size // 2 - 1  # the newest rows that fit the new ring, one left free
     for e in range(2):
         n = min(int(stage1.size[e]), keep)
@@ -519,7 +530,7 @@ def test_a_plot_that_fails_is_one_warning_line_and_the_run_goes_on(tmp_path, mon
     trainer = Trainer(tiny_config(tmp_path / "run"), tmp_path / "run")
     try:
         said = []
-        trainer.logger = type("Spy", (), {"message": lambda self, text: said.append(text)})()
+        trainer.logger = type("Spy", (), {"message": lambda self, text: said.append(text), "rows_written": 1})()
         trainer._plot()
         assert said == ["warning: could not draw curves.png: no axes for run"]
     finally:
