@@ -138,9 +138,13 @@ def close_envs(trainer) -> None:
     trainer.eval_env.close()
 
 
-def train_ok(args: list[str], timeout: float = 300) -> str:
-    """Run ``accelerl train ARGS``, fail with its stderr unless it exits 0; returns stdout."""
-    rc, out, err = run_cli(["train", *args], timeout=timeout)
+def train_ok(args: list[str]) -> str:
+    """Run ``accelerl train ARGS``, fail with its stderr unless it exits 0; returns stdout. The run
+    goes through the CLI in this process (``cli_here``): starting an interpreter and importing torch,
+    torch._dynamo and matplotlib took about 8 s per run on a 2-core AMD EPYC, the time of a short
+    run itself. A run that must start alone (to be killed, or to show import-time output) uses
+    ``run_cli`` or ``popen_cli``."""
+    rc, out, err = cli_here(["train", *args])
     assert rc == 0, f"accelerl train exited {rc}:\n{err[-3000:]}"
     return out
 
