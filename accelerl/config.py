@@ -351,6 +351,9 @@ class TrainConfig:
             raise ConfigError("--accelerator cnn needs image observations (--pixels, or --obs rgb on ManiSkill)")
         if self.image_obs and self.accelerator_kind != "cnn":
             raise ConfigError(f"image observations need the cnn accelerator, not --accelerator {self.accelerator}")
+        if self.transformer_cnn == "accelerator" and not (self.image_obs and self.mode == "accelerate"):
+            raise ConfigError("--transformer-cnn accelerator copies the CNN accelerator's encoder into the transformer: "
+                              "it needs image observations (--pixels, or --obs rgb on ManiSkill) and --mode accelerate")
         if self.critic == "transformer" and self.mode == "accelerator":
             raise ConfigError("--critic transformer is the transformer's critic; --mode accelerator has no transformer")
         if self.pixels == "rgb" and self.obs_mask:
