@@ -44,9 +44,10 @@ class Learner:
         if cfg.mode == "scratch" and self.transformer_critic is not None:
             critic = self.transformer_critic
         critic = critic if critic is not None else build_critic(cfg, spec).to(dev)
-        # --transformer-cnn accelerator: in stage 1 the transformer's CNN is a frozen copy of the
-        # accelerator's, refreshed every BC round; it trains from the switch on.
-        self.student_cnn_frozen = bool(spec.pixels) and cfg.mode == "accelerate" and cfg.transformer_cnn == "accelerator"
+        # --transformer-cnn accelerator (image observations in --mode accelerate: TrainConfig.validate):
+        # in stage 1 the transformer's CNN is a frozen copy of the accelerator's, refreshed every BC
+        # round; it trains from the switch on.
+        self.student_cnn_frozen = cfg.transformer_cnn == "accelerator"
         if self.student_cnn_frozen:
             self.transformer.encoder.frame.requires_grad_(False)
         actor = self.transformer if cfg.mode == "scratch" else self.accelerator
