@@ -132,6 +132,16 @@ def popen_cli(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV, cwd=cwd)
 
 
+class QuietLogger:
+    """A RunLogger stand-in for a Trainer driven step by step (no run(), so no logger of its own):
+    messages go nowhere, and curves.png is drawn once, on the first save."""
+
+    rows_written = 0
+
+    def message(self, *_) -> None:
+        pass
+
+
 def close_envs(trainer) -> None:
     """Close an in-process Trainer's training and evaluation envs."""
     trainer.envs.close()

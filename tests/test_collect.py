@@ -17,13 +17,6 @@ from accelerl.policy import Policy
 from accelerl.stages import Trainer
 
 
-class Quiet:
-    rows_written = 0
-
-    def message(self, *_):
-        pass
-
-
 def spy_actions(trainer: Trainer) -> list[np.ndarray]:
     """Records every action array the training envs are stepped with."""
     sent: list[np.ndarray] = []

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import close_envs, tiny_config
+from conftest import QuietLogger, close_envs, tiny_config
 
 from accelerl.algos import SAC, TD3
 from accelerl.config import build_config
@@ -111,7 +111,7 @@ def test_a_checkpoint_keeps_the_switch_rule_mid_decision(tmp_path):
     cfg.stage1_steps = "auto"
     cfg.switch_max_steps = 900
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
+    trainer.logger = QuietLogger()
     obs, _ = trainer.envs.reset(seed=0)
     trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
     rule = trainer.switch_rule
@@ -139,7 +139,7 @@ def test_a_resume_with_another_total_takes_the_default_cap_from_it(tmp_path):
     cfg = tiny_cfg("td3", tmp_path)
     cfg.stage1_steps = "auto"
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
+    trainer.logger = QuietLogger()
     obs, _ = trainer.envs.reset(seed=0)
     trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
     assert trainer.switch_rule.cap == 500
@@ -168,7 +168,7 @@ def test_the_cnn_accelerator_is_kept_as_it_was_at_the_switch(tmp_path):
     cfg.env, cfg.pixels, cfg.image_size, cfg.cnn_features, cfg.buffer_size = "Walker2d-v5", "rgb", 24, 8, 600
     cfg = build_config(cfg.to_dict())
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
+    trainer.logger = QuietLogger()
     obs, _ = trainer.envs.reset(seed=0)
     trainer.tracker.reset(torch.as_tensor(obs, dtype=torch.float32))
     critic = trainer.rl.critic
@@ -219,7 +219,7 @@ def test_a_transformer_cnn_from_the_accelerator_is_its_frozen_copy_at_every_bc_r
     cfg.transformer_cnn, cfg.bc_updates, cfg.learning_starts = "accelerator", 2, 1000
     cfg = build_config(cfg.to_dict())
     trainer = Trainer(cfg, tmp_path)
-    trainer.logger = type("Quiet", (), {"message": lambda *a: None, "rows_written": 0})()
+    trainer.logger = QuietLogger()
     trainer.collector.reset()
     for _ in range(20):
         trainer._collect()
