@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from accelerl.algos import SAC, TD3, Distiller, make_algo
-from accelerl.algos.base import polyak
+from accelerl.algos.base import evaluating, polyak
 from accelerl.algos.steps import AdamStep
 from accelerl.config import build_config
 from accelerl.envs import EnvSpec
@@ -131,6 +131,25 @@ def test_sac_target_action_comes_from_the_actor_without_dropout():
     algo.update(b)
     assert [(w is b.next_obs, t, d) for w, t, d in modes] == [(True, False, False), (False, True, True)]
     assert actor.training and encoder.drop.training  # restored after the target
+
+
+def test_evaluating_turns_every_dropout_off_and_restores_each_submodules_own_mode():
+    """Acting and labelling run in eval mode: every nested module, not only the one handed over,
+    and afterwards (even after an error) each submodule gets back the mode it had."""
+    torch.manual_seed(0)
+    actor = DeterministicActor(TransformerEncoder(OBS, C, 16, 2, 2, 32, dropout=0.5, positions="sinusoidal"), ACT, 16, 1)
+    critic_net = critic()
+    frozen = actor.encoder.blocks[1].eval()  # one block already in eval mode (a frozen part)
+    before = {name: m.training for name, m in [*actor.named_modules(), *critic_net.named_modules()]}
+    assert before[""] and not before["encoder.blocks.1"]
+    window, mask = torch.randn(4, C, OBS), torch.ones(4, C, dtype=torch.bool)
+    with pytest.raises(RuntimeError), evaluating(actor, critic_net):
+        assert not any(m.training for m in [*actor.modules(), *critic_net.modules()])
+        assert torch.equal(actor(window, mask), actor(window, mask))  # no dropout noise
+        raise RuntimeError
+    after = {name: m.training for name, m in [*actor.named_modules(), *critic_net.named_modules()]}
+    assert after == before and not frozen.training
+    assert not torch.equal(actor(window, mask), actor(window, mask))  # train mode: dropout is back
 
 
 def test_td3_actor_and_targets_update_every_policy_delay_critic_updates():
