@@ -31,14 +31,25 @@ def _with_total(args: list[str], total: int) -> list[str]:
     return args
 
 
-def _latest(run_dir) -> dict | None:
+def _latest(run_dir, seen: dict | None = None) -> dict | None:
+    """The latest checkpoint, or None. With ``seen`` (the poll's memory), None also when the file
+    is the one loaded last time: loading takes tens of ms, and polling every 50 ms would otherwise
+    take a good part of a core from the run being watched."""
     path = run_dir / "checkpoints" / "latest.pt"
-    if not path.exists():
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if seen is not None and seen.get("signature") == signature:
         return None
     try:
-        return checkpoint.load(path)
-    except Exception:  # replaced between exists() and load(): try again
+        state = checkpoint.load(path)
+    except Exception:  # replaced between stat() and load(): try again
         return None
+    if seen is not None:
+        seen["signature"] = signature
+    return state
 
 
 def kill_when(args: list[str], run_dir, ready, timeout: float = 240) -> tuple[dict, list[str]]:
@@ -51,10 +62,10 @@ def kill_when(args: list[str], run_dir, ready, timeout: float = 240) -> tuple[di
         shutil.rmtree(run_dir, ignore_errors=True)
         proc = popen_cli(["train", *_with_total(args, budget), "--run-dir", run_dir])
         deadline = time.monotonic() + timeout
-        killed = False
+        killed, seen = False, {}
         try:
             while proc.poll() is None and time.monotonic() < deadline:
-                state = _latest(run_dir)
+                state = _latest(run_dir, seen)
                 if state is not None and ready(state):
                     proc.send_signal(signal.SIGKILL)
                     killed = True
