@@ -11,6 +11,7 @@ import torch
 from conftest import (
     PENDULUM_SHORT,
     assert_one_error_line,
+    cli_here,
     comparable,
     read_metrics,
     read_summary,
@@ -251,7 +252,7 @@ def test_envs_accelerl_cannot_train_are_refused_up_front(env, needle):
 
 
 def test_an_env_accelerl_cannot_train_is_one_line_on_the_command_line():
-    rc, _, err = run_cli(["train", "--env", "custom_envs:DiscreteEnv", "--device", "cpu"], cwd=TESTS)
+    rc, _, err = cli_here(["train", "--env", "custom_envs:DiscreteEnv", "--device", "cpu"], cwd=TESTS)
     assert_one_error_line(rc, err, "Discrete action space")
 
 

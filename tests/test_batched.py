@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_error_line, comparable, eval_rows, read_metrics, run_cli, tiny_config
+from conftest import assert_one_error_line, cli_here, comparable, eval_rows, read_metrics, tiny_config
 from fake_maniskill import HIGH, LOW, STATE_DIM, FakeManiSkillVectorEnv, install
 
 from accelerl.envs.batched import BatchedEnv
@@ -275,7 +275,7 @@ def test_a_restore_without_simulator_state_starts_fresh_episodes_on_fresh_seeds_
     (["--env", "Pendulum-v1", "--sim-backend", "physx_cpu"], "is for --env ManiSkill"),
 ])
 def test_sim_backend_misuse_is_one_line(flags, message, tmp_path):
-    code, _, err = run_cli(["train", *flags, "--run-dir", tmp_path / "run"])
+    code, _, err = cli_here(["train", *flags, "--run-dir", tmp_path / "run"])
     assert_one_error_line(code, err, message)
 
 

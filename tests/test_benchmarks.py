@@ -70,7 +70,7 @@ def test_speed_paths_smoke(tmp_path, capsys, monkeypatch):
         return {"plain": speed.plain_mlp_agent(**spec)} if spec.pop("plain", False) else speed.accelerl_rates(**spec)
 
     monkeypatch.setattr(speed, "rates_in_subprocess", rates)
-    speed.main(["--paths", "--env", "Pendulum-v1", "--steps", "32", "--warmup", "300", "--slow-steps", "8",
+    speed.main(["--paths", "--env", "Pendulum-v1", "--steps", "32", "--warmup", "300", "--slow-steps", "2",
                         "--slow-warmup", "300", "--pixel-env", "", "--num-envs", "2", "--compile", "off",
                         "--results-dir", str(tmp_path)])
     out = capsys.readouterr().out

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SUBPROCESS_ENV, assert_one_error_line, run_cli
+from conftest import SUBPROCESS_ENV, assert_one_error_line, cli_here, run_cli
 
 from accelerl.checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text
 from accelerl.config import build_config
@@ -186,7 +186,7 @@ def test_export_from_the_command_line(tmp_path):
     rc, out, err = run_cli(["export", tmp_path, "--format", "torchscript"])
     assert rc == 0, err
     assert Path(out.strip()) == tmp_path / "export" / "accelerator.pt" and Path(out.strip()).is_file()
-    rc, _, err = run_cli(["export", tmp_path, "--format", "torchscript", "--policy", "transformer"])
+    rc, _, err = cli_here(["export", tmp_path, "--format", "torchscript", "--policy", "transformer"])
     assert_one_error_line(rc, err, "has no transformer policy")
-    rc, _, err = run_cli(["export", tmp_path / "nowhere", "--format", "onnx"])
+    rc, _, err = cli_here(["export", tmp_path / "nowhere", "--format", "onnx"])
     assert_one_error_line(rc, err, "not an accelerl run directory")

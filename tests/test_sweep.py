@@ -6,7 +6,7 @@ import csv
 import sys
 
 import pytest
-from conftest import TINY, assert_one_error_line, run_cli
+from conftest import TINY, assert_one_error_line, cli_here, run_cli
 
 from accelerl.errors import ConfigError
 from accelerl.sweep import expand_grid, point_flags, point_name, require_ray
@@ -68,7 +68,7 @@ def test_sweep_runs_in_parallel_skips_finished_runs_and_resumes_interrupted_ones
     rc, _, err = run_cli([*args, "--total-steps", "450"])
     assert rc == 0, err
     assert [(r["status"], r["env_steps"]) for r in results(out)] == [("extended", "450"), ("extended", "450")]
-    rc, _, err = run_cli([*args, "--gamma", "0.9"])
+    rc, _, err = cli_here([*args, "--gamma", "0.9"])
     assert_one_error_line(rc, err, "differs in: gamma")
 
 
@@ -82,7 +82,7 @@ def test_bad_sweeps_are_one_error_line_before_anything_runs(extra, needle, tmp_p
     args = ["sweep", "--out", tmp_path / "sweep", *extra]
     if "--" not in extra:
         args += ["--", *TRAIN]
-    rc, _, err = run_cli(args)
+    rc, _, err = cli_here(args)
     assert_one_error_line(rc, err, needle)
     assert not list(tmp_path.glob("sweep/*/checkpoints"))  # nothing ran
 

@@ -8,7 +8,7 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_cli
+from conftest import assert_one_error_line, cli_here
 
 from accelerl.config import RESUMABLE_CHANGES, TrainConfig, build_config
 from accelerl.envs import get_env_state, make_single_env, make_vector_env, probe_env, set_env_state
@@ -146,7 +146,7 @@ def test_vector_env_config():
 
 
 def test_cli_refuses_async_maniskill_and_unknown_kinds():
-    rc, _, err = run_cli(["train", "--env", "ManiSkill/PushCube-v1", "--vector-env", "async"])
+    rc, _, err = cli_here(["train", "--env", "ManiSkill/PushCube-v1", "--vector-env", "async"])
     assert_one_error_line(rc, err, "--vector-env async", "ManiSkill")
-    rc, _, err = run_cli(["train", "--vector-env", "threads"])
+    rc, _, err = cli_here(["train", "--vector-env", "threads"])
     assert rc == 2 and "invalid choice" in err
