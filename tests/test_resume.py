@@ -12,11 +12,11 @@ from conftest import TINY, comparable, popen_cli, read_metrics, read_summary, tr
 
 from accelerl import checkpoint
 
-HOPPER = ["--env", "Hopper-v5", "--total-steps", "1200", "--learning-starts", "200", "--stage1-steps", "600",
+HOPPER = ["--env", "Hopper-v5", "--total-steps", "900", "--learning-starts", "200", "--stage1-steps", "600",
           "--eval-every", "200", "--eval-episodes", "2", "--checkpoint-every", "300", "--bc-every", "100",
           "--bc-updates", "5", *TINY]
 # two envs, SAC (alpha and its optimiser must resume too), killed after the switch
-PENDULUM_SAC = ["--env", "Pendulum-v1", "--algo", "sac", "--num-envs", "2", "--total-steps", "1500",
+PENDULUM_SAC = ["--env", "Pendulum-v1", "--algo", "sac", "--num-envs", "2", "--total-steps", "900",
                 "--learning-starts", "200", "--stage1-steps", "300", "--eval-every", "300", "--eval-episodes", "2",
                 "--checkpoint-every", "300", "--bc-every", "100", "--bc-updates", "5", *TINY]
 
@@ -145,18 +145,18 @@ def test_resume_after_kill_in_stage2_sac_two_envs(tmp_path, pendulum_reference):
     reference = pendulum_reference
     run = tmp_path / "killed"
     state, extra = kill_when(PENDULUM_SAC, run, lambda s: s["stage"] == "stage2" and s["env_step"] >= 600)
-    assert state["switch_step"] == 300 and 600 <= state["env_step"] < 1500
+    assert state["switch_step"] == 300 and 600 <= state["env_step"] < 900
     train_ok(["--resume", run, *extra])
     assert_same_run(run, reference)
 
 
 def test_resume_of_a_finished_run_with_a_larger_budget(tmp_path, pendulum_reference):
-    """--total-steps is the one training setting a resume may change: finishing at 900 and
-    resuming to 1500 equals running 1500 straight (the checkpoint at 900 is in stage 2)."""
+    """--total-steps is the one training setting a resume may change: finishing at 600 and
+    resuming to 900 equals running 900 straight (the checkpoint at 600 is in stage 2)."""
     short = tmp_path / "short"
-    train_ok([*_with_total(PENDULUM_SAC, 900), "--run-dir", short])
+    train_ok([*_with_total(PENDULUM_SAC, 600), "--run-dir", short])
     assert checkpoint.load(short / "checkpoints" / "latest.pt")["stage"] == "stage2"
-    train_ok(["--resume", short, "--total-steps", "1500"])
+    train_ok(["--resume", short, "--total-steps", "900"])
     assert_same_run(short, pendulum_reference)
 
 
