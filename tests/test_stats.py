@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelerl.stats import area_under_curve, first_reach, iqm, performance_profiles, probability_of_improvement
+from accelerl.stats import (
+    area_under_curve,
+    first_reach,
+    improvement,
+    iqm,
+    performance_profiles,
+    probability_of_improvement,
+)
 
 pytest.importorskip("rliable", reason="benchmark statistics need the bench extra (rliable)")
 
@@ -19,13 +26,40 @@ def test_iqm_of_known_inputs():
         np.mean([3.0, 4.0, 10.0, 20.0]))
 
 
-def test_the_interval_contains_the_point_shrinks_with_more_runs_and_is_reproducible():
+def test_the_interval_contains_the_point_and_shrinks_with_more_runs():
     rng = np.random.default_rng(0)
     few, many = iqm(rng.normal(100, 10, 5)), iqm(rng.normal(100, 10, 64))
     assert few.low <= few.point <= few.high and many.low <= many.point <= many.high
     assert (many.high - many.low) < (few.high - few.low) and many.low < 100 < many.high
     assert few.n == 5 and not few.indicative and iqm([1.0, 2.0]).indicative
-    assert iqm([1.0, 2.0, 3.0], seed=1) == iqm([1.0, 2.0, 3.0], seed=1)
+
+
+
+def test_an_interval_is_fixed_by_its_seed_and_leaves_numpys_global_rng_alone():
+    """rliable draws resamples from NumPy's global RNG and ignores the random_state it is given."""
+    scores, other = [1.0, 2.0, 3.0, 4.0, 9.0], [0.0, 2.0, 2.0, 5.0, 1.0]
+    intervals = {iqm(scores, reps=300, seed=1) for _ in range(3)}
+    assert len(intervals) == 1 and iqm(scores, reps=300, seed=2) not in intervals
+    assert len({probability_of_improvement(scores, other, reps=300, seed=1) for _ in range(3)}) == 1
+    bands = [performance_profiles({"a": scores}, np.array([2.5]), reps=50, seed=1)[1]["a"] for _ in range(2)]
+    np.testing.assert_array_equal(*bands)
+    np.random.seed(123)
+    expected = np.random.rand()
+    np.random.seed(123)
+    iqm(scores, reps=50, seed=7)
+    assert np.random.rand() == expected
+
+
+def test_the_probability_of_improvement_counts_run_pairs_as_rliable_does():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    for runs_x, runs_y, tasks in ((5, 5, 1), (3, 7, 2), (6, 4, 3)):
+        x = rng.integers(0, 4, (runs_x, tasks)).astype(float)  # small integers: many ties
+        y = rng.integers(0, 4, (runs_y, tasks)).astype(float)
+        assert improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y), abs=1e-12)
+    same = rng.normal(size=(4, 2))
+    assert improvement(same, same) == metrics.probability_of_improvement(same, same) == 0.5
 
 
 def test_probability_of_improvement_of_known_inputs():
