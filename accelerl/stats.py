@@ -71,12 +71,20 @@ def _interval_estimates(scores: dict, func, confidence: float, reps: int, seed: 
                                               random_state=np.random.RandomState(seed))
 
 
+def interquartile_mean(scores: np.ndarray) -> float:
+    """rliable's ``metrics.aggregate_iqm``: scipy's 25% trimmed mean of all scores (runs and tasks
+    together), int(n / 4) cut from each end. Computed here: scipy's argument handling around
+    ``trim_mean`` took 85% of the time of a bootstrap interval."""
+    flat = np.sort(np.ravel(scores))
+    cut = int(0.25 * flat.size)
+    return float(flat[cut:flat.size - cut].mean())
+
+
 def iqm(scores: Sequence[float] | np.ndarray, confidence: float = 0.95, reps: int = REPS, seed: int = 0) -> Estimate:
     """Interquartile mean over runs (and tasks: columns), with rliable's stratified bootstrap
     interval (runs resampled within each task)."""
     x = _as_runs_by_tasks(scores)
-    _, metrics = _rliable()
-    points, intervals = _interval_estimates({"x": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), confidence,
+    points, intervals = _interval_estimates({"x": x}, lambda s: np.array([interquartile_mean(s)]), confidence,
                                             reps, seed)
     return Estimate(float(points["x"][0]), float(intervals["x"][0, 0]), float(intervals["x"][1, 0]), x.shape[0])
 

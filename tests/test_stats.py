@@ -9,6 +9,7 @@ from accelerl.stats import (
     area_under_curve,
     first_reach,
     improvement,
+    interquartile_mean,
     iqm,
     performance_profiles,
     probability_of_improvement,
@@ -48,6 +49,15 @@ def test_an_interval_is_fixed_by_its_seed_and_leaves_numpys_global_rng_alone():
     np.random.seed(123)
     iqm(scores, reps=50, seed=7)
     assert np.random.rand() == expected
+
+
+def test_the_interquartile_mean_trims_as_rliable_does():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1), (3, 1), (4, 1), (5, 2), (7, 3), (10, 1)):
+        scores = rng.integers(0, 6, shape).astype(float) + rng.normal(size=shape) * (shape[0] % 2)
+        assert interquartile_mean(scores) == pytest.approx(metrics.aggregate_iqm(scores), rel=1e-12)
 
 
 def test_the_probability_of_improvement_counts_run_pairs_as_rliable_does():
