@@ -15,6 +15,7 @@ from conftest import (
     PENDULUM_SHORT,
     SUMMARY_KEYS,
     TINY,
+    cli_here,
     comparable,
     eval_rows,
     read_header,
@@ -161,7 +162,8 @@ def test_auto_switch_at_the_cap_names_the_cap(runs):
                                                ("accelerate-lstm-hopper", "transformer", "latest")])
 def test_eval_prints_one_json_line(name, policy, which, runs):
     run_dir, _ = runs(name)
-    rc, out, err = run_cli(["eval", run_dir, "--episodes", "2", "--checkpoint", which])
+    cli = run_cli if name == "accelerate-td3" else cli_here  # one in a fresh interpreter: nothing else on stdout
+    rc, out, err = cli(["eval", run_dir, "--episodes", "2", "--checkpoint", which])
     assert rc == 0, err
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) == 1
@@ -174,7 +176,7 @@ def test_plot_compares_runs(runs, tmp_path):
     a, _ = runs("accelerate-td3")
     b, _ = runs("scratch-td3")
     out = tmp_path / "x.png"
-    rc, stdout, err = run_cli(["plot", a, b, "--out", out])
+    rc, stdout, err = cli_here(["plot", a, b, "--out", out])
     assert rc == 0, err
     assert stdout.strip() == str(out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
