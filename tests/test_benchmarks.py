@@ -98,8 +98,8 @@ def test_switching_benchmark_smoke(tmp_path, capsys, monkeypatch):
 def test_learning_benchmark_smoke_and_resume(tmp_path, capsys):
     extra = " ".join(a for a in TINY if a not in ("--device", "cpu"))
     argv = ["--envs", "Pendulum-v1", "--masks", "none", "--algos", "td3", "--modes", "accelerate", "scratch",
-            "--seeds", "0", "1", "--total-steps", "600", "--eval-every", "200", "--eval-episodes", "1",
-            "--learning-starts", "200", "--extra", f"{extra} --stage1-steps 300", "--jobs", "2",
+            "--seeds", "0", "1", "--total-steps", "400", "--eval-every", "200", "--eval-episodes", "1",
+            "--learning-starts", "100", "--extra", f"{extra} --stage1-steps 200", "--jobs", "2",
             "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path)]
     learning = load("learning")
     learning.main(argv)
