@@ -26,10 +26,13 @@ torch.set_num_threads(1)
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-# Files whose tests take minutes, longest first: collected first, so that with --dist loadfile
-# none of them starts last and runs alone on one core while the others idle.
-LONG_FILES = ("test_learning_agents.py", "test_learning.py", "test_benchmarks.py", "test_compile.py",
-              "test_maniskill.py", "test_resume.py", "test_sweep.py", "test_pixels.py", "test_campaign.py")
+# Files whose tests take a minute or more, longest first (the two learning files, a few long
+# tests each, then by their total time in a run of the suite on a 2-core AMD EPYC): collected
+# first, so that with --dist loadfile none of them starts last and runs alone on one core while
+# the other idles. The rest follow in name order and take under a minute each.
+LONG_FILES = ("test_learning_agents.py", "test_learning.py", "test_compile.py", "test_maniskill.py",
+              "test_benchmarks.py", "test_train_e2e.py", "test_resume.py", "test_sweep.py", "test_pixels.py",
+              "test_api.py", "test_export.py", "test_campaign.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
