@@ -1,7 +1,9 @@
 """Statistics across seeds for benchmark tables, as the field reports them (Agarwal et al., 2021):
 the interquartile mean with a stratified bootstrap interval, the probability of improvement and
-performance profiles, all from ``rliable`` (the optional ``bench`` extra). What rliable does not
-cover is here too: the area under a learning curve and the time a run takes to reach a return."""
+performance profiles, with ``rliable``'s bootstrap (the optional ``bench`` extra). Two of its
+metrics are computed here with numpy, equal to rliable's and many times faster, and every
+interval is fixed by its seed. What rliable does not cover is here too: the area under a
+learning curve and the time a run takes to reach a return."""
 
 from __future__ import annotations
 
@@ -94,9 +96,13 @@ def improvement(x: np.ndarray, y: np.ndarray) -> float:
     Mann-Whitney U statistic over all pairs of runs, (wins + ties / 2) / pairs, then the mean over
     tasks. Counted with numpy: rliable runs one scipy test per task and bootstrap resample, 94% of
     the time of an interval (about 5 s for 2000 resamples on a 2-core CPU)."""
+    if x.shape[1:] != y.shape[1:]:
+        raise ValueError(f"scores of {x.shape[1]} and {y.shape[1]} tasks: compare the same tasks")
     pairs = x[:, None, :], y[None, :, :]
-    per_task = (np.greater(*pairs).mean(axis=(0, 1)) + 0.5 * np.equal(*pairs).mean(axis=(0, 1)))
-    return float(per_task.mean())
+    u = np.greater(*pairs).sum(axis=(0, 1)) + 0.5 * np.equal(*pairs).sum(axis=(0, 1))
+    per_task = u / (x.shape[0] * y.shape[0])  # one division, as rliable's U / pairs: the same last bit
+    nan = np.isnan(x).any(axis=0) | np.isnan(y).any(axis=0)  # scipy propagates NaN: a diverged run shows
+    return float(np.where(nan, np.nan, per_task).mean())
 
 
 def probability_of_improvement(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
@@ -115,10 +121,13 @@ def performance_profiles(scores: Mapping[str, Sequence[float] | np.ndarray], tau
     """For each group, the fraction of its runs scoring above each tau, and its bootstrap band
     ([2, taus])."""
     library, _ = _rliable()
-    with warnings.catch_warnings(), _numpy_seeded(seed):
-        warnings.simplefilter("ignore", FutureWarning)
-        return library.create_performance_profile({k: _as_runs_by_tasks(v) for k, v in scores.items()}, taus,
-                                                  reps=reps)
+    profiles, bands = {}, {}
+    for name, group in scores.items():  # each group's resamples from the seed alone, whatever groups come first
+        with warnings.catch_warnings(), _numpy_seeded(seed):
+            warnings.simplefilter("ignore", FutureWarning)
+            profile, band = library.create_performance_profile({name: _as_runs_by_tasks(group)}, taus, reps=reps)
+        profiles[name], bands[name] = profile[name], band[name]
+    return profiles, bands
 
 
 def area_under_curve(steps: Sequence[float], returns: Sequence[float]) -> float:

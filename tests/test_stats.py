@@ -42,13 +42,20 @@ def test_an_interval_is_fixed_by_its_seed_and_leaves_numpys_global_rng_alone():
     intervals = {iqm(scores, reps=300, seed=1) for _ in range(3)}
     assert len(intervals) == 1 and iqm(scores, reps=300, seed=2) not in intervals
     assert len({probability_of_improvement(scores, other, reps=300, seed=1) for _ in range(3)}) == 1
-    bands = [performance_profiles({"a": scores}, np.array([2.5]), reps=50, seed=1)[1]["a"] for _ in range(2)]
-    np.testing.assert_array_equal(*bands)
-    np.random.seed(123)
-    expected = np.random.rand()
-    np.random.seed(123)
-    iqm(scores, reps=50, seed=7)
-    assert np.random.rand() == expected
+    many = np.random.default_rng(0).normal(size=10)
+    taus = np.array([-0.5, 0.0, 0.5])
+    band = performance_profiles({"a": many}, taus, reps=300, seed=1)[1]["a"]
+    np.testing.assert_array_equal(performance_profiles({"a": many}, taus, reps=300, seed=1)[1]["a"], band)
+    # a group's band does not depend on the groups drawn before it
+    np.testing.assert_array_equal(performance_profiles({"b": many[::-1], "a": many}, taus, reps=300, seed=1)[1]["a"],
+                                  band)
+    for call in (lambda: iqm(scores, reps=50, seed=7), lambda: probability_of_improvement(scores, other, reps=50),
+                 lambda: performance_profiles({"a": scores}, taus, reps=20)):
+        np.random.seed(123)
+        expected = np.random.rand()
+        np.random.seed(123)
+        call()
+        assert np.random.rand() == expected
 
 
 def test_the_interquartile_mean_trims_as_rliable_does():
@@ -70,6 +77,13 @@ def test_the_probability_of_improvement_counts_run_pairs_as_rliable_does():
         assert improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y), abs=1e-12)
     same = rng.normal(size=(4, 2))
     assert improvement(same, same) == metrics.probability_of_improvement(same, same) == 0.5
+    # to the last bit (a table cell at .xx5 rounds the same way): 2 runs against 10, 1.5 wins of 20
+    two, ten = np.array([[0.5], [0.0]]), np.arange(10.0)[:, None]  # 0.5 beats 0, 0 ties 0: 0.075
+    assert improvement(two, ten) == metrics.probability_of_improvement(two, ten)
+    # a run that diverged (NaN) makes the estimate NaN, as scipy's test does, never a plausible number
+    assert np.isnan(improvement(np.array([[1.0], [np.nan]]), np.array([[0.0], [2.0]])))
+    with pytest.raises(ValueError, match="same tasks"):
+        improvement(np.zeros((3, 2)), np.zeros((3, 1)))
 
 
 def test_probability_of_improvement_of_known_inputs():
