@@ -21,10 +21,10 @@ REPS = 2000  # bootstrap resamples: enough for two-digit intervals, quick for ta
 
 def _rliable():
     try:
-        from rliable import library, metrics
+        from rliable import library
     except ImportError as exc:  # the optional extra, or a broken pandas/arch pair
         raise ConfigError(f"benchmark statistics need rliable: pip install 'accelerl[bench]' ({exc})") from None
-    return library, metrics
+    return library
 
 
 @dataclass(frozen=True)
@@ -52,23 +52,25 @@ def _as_runs_by_tasks(scores: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _numpy_seeded(seed: int) -> Iterator[None]:
-    """NumPy's global RNG seeded with ``seed``, and put back as it was afterwards. rliable 1.2 draws
-    its bootstrap resamples with ``np.random.choice`` and never reads the ``random_state`` it is
-    handed, so without this an interval changed from one call to the next (and a table of them
-    from one run of a benchmark to the next)."""
+def _seeded_draws(seed: int) -> Iterator[None]:
+    """rliable's bootstrap draws, fixed by ``seed``: NumPy's global RNG seeded, and put back as it
+    was afterwards. rliable 1.2 draws its resamples with ``np.random.choice`` and never reads the
+    ``random_state`` it is handed, so without this an interval changed from one call to the next
+    (and a table of them from one run of a benchmark to the next). Also quiets arch's FutureWarning
+    about the legacy RandomState rliable passes it."""
     saved = np.random.get_state()
     np.random.seed(seed)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
     finally:
         np.random.set_state(saved)
 
 
 def _interval_estimates(scores: dict, func, confidence: float, reps: int, seed: int):
-    library, _ = _rliable()
-    with warnings.catch_warnings(), _numpy_seeded(seed):
-        warnings.simplefilter("ignore", FutureWarning)  # arch deprecates the RandomState rliable passes
+    library = _rliable()
+    with _seeded_draws(seed):
         return library.get_interval_estimates(scores, func, reps=reps, confidence_interval_size=confidence,
                                               random_state=np.random.RandomState(seed))
 
@@ -120,11 +122,10 @@ def performance_profiles(scores: Mapping[str, Sequence[float] | np.ndarray], tau
                          reps: int = REPS, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """For each group, the fraction of its runs scoring above each tau, and its bootstrap band
     ([2, taus])."""
-    library, _ = _rliable()
+    library = _rliable()
     profiles, bands = {}, {}
     for name, group in scores.items():  # each group's resamples from the seed alone, whatever groups come first
-        with warnings.catch_warnings(), _numpy_seeded(seed):
-            warnings.simplefilter("ignore", FutureWarning)
+        with _seeded_draws(seed):
             profile, band = library.create_performance_profile({name: _as_runs_by_tasks(group)}, taus, reps=reps)
         profiles[name], bands[name] = profile[name], band[name]
     return profiles, bands

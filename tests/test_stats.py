@@ -35,7 +35,6 @@ def test_the_interval_contains_the_point_and_shrinks_with_more_runs():
     assert few.n == 5 and not few.indicative and iqm([1.0, 2.0]).indicative
 
 
-
 def test_an_interval_is_fixed_by_its_seed_and_leaves_numpys_global_rng_alone():
     """rliable draws resamples from NumPy's global RNG and ignores the random_state it is given."""
     scores, other = [1.0, 2.0, 3.0, 4.0, 9.0], [0.0, 2.0, 2.0, 5.0, 1.0]
